@@ -1,0 +1,164 @@
+# sitegate's guard for `site`, compiled into the interpreter's own `site` module.
+#
+# sitegate compiles the interpreter's `site.py` with this function inserted before its
+# `main()` call, and hands the result to the interpreter as its frozen `site` module. The
+# function reads the startup plan that sitegate verified and routes `site`'s own `.pth`
+# processing and its `sitecustomize`/`usercustomize` imports through it: `site` still decodes,
+# splits and executes every line itself, but from the plan's bytes, in which every line that
+# was not allowed reads as a comment. It returns the function that puts `site` back as it was.
+#
+# It trusts the plan file (written by sitegate into its cache) and nothing on disk that the
+# plan does not pin. It must run on every CPython from 3.8 and import nothing new.
+
+
+def __sitegate_guard(site_globals, site_file):
+    sys = site_globals["sys"]
+    os = site_globals["os"]
+    real_io = site_globals["io"]
+    real_addpackage = site_globals["addpackage"]
+    real_execsitecustomize = site_globals["execsitecustomize"]
+    real_execusercustomize = site_globals["execusercustomize"]
+
+    def warn(message):
+        sys.stderr.write("sitegate: " + message + "\n")
+
+    plan = None
+    plan_path = os.environ.get("SITEGATE_PLAN")
+    if plan_path:
+        try:
+            import marshal
+
+            with real_io.open(plan_path, "rb") as plan_file:
+                data = plan_file.read()
+            header = data.index(b"\n", 0, 64) + 1
+            code_size = int.from_bytes(data[header + 8 : header + 12], "little")
+            plan = marshal.loads(data[header + 12 + code_size :])
+        except Exception as error:
+            warn("cannot read the start-up plan `%s` (%s); every hook is skipped" % (plan_path, error))
+    else:
+        warn("no start-up plan was given; every hook is skipped")
+    files = plan["files"] if plan else {}
+    modules = plan["modules"] if plan else {}
+    warned = set()
+
+    class PlannedIO(object):
+        def __init__(self, content):
+            self.content = content
+
+        def open_code(self, path):
+            return real_io.BytesIO(self.content)
+
+        def __getattr__(self, name):
+            return getattr(real_io, name)
+
+    def filtered_environment(grant):
+        # Only the granted variables are visible while an allowed hook runs; what the hook
+        # sets or removes is kept afterwards.
+        names, prefixes = grant
+        posix = sys.modules[os.name]
+        views = (os.environ._data, posix.environ)
+        saved = [dict(view) for view in views]
+        for view, original in zip(views, saved):
+            view.clear()
+            for key, value in original.items():
+                text = key.decode("utf-8", "surrogateescape") if isinstance(key, bytes) else key
+                if text in names or text.startswith(prefixes):
+                    view[key] = value
+        granted = [dict(view) for view in views]
+
+        def restore():
+            for view, original, before in zip(views, saved, granted):
+                after = dict(view)
+                view.clear()
+                view.update(original)
+                for key in before:
+                    if key not in after:
+                        view.pop(key, None)
+                for key, value in after.items():
+                    if before.get(key) is not value:
+                        view[key] = value
+
+        return restore
+
+    def addpackage(sitedir, name, known_paths):
+        fullname = os.path.abspath(os.path.join(sitedir, name))
+        key = os.fsencode(fullname)
+        if key not in files:
+            if key not in warned:
+                warned.add(key)
+                warn("skipped `%s`: it was not verified before this start" % fullname)
+            return known_paths
+        entry = files[key]
+        if entry is None:
+            return known_paths
+        content, grant = entry
+        site_globals["io"] = PlannedIO(content)
+        restore = filtered_environment(grant) if grant is not None else None
+        try:
+            return real_addpackage(sitedir, name, known_paths)
+        finally:
+            site_globals["io"] = real_io
+            if restore is not None:
+                restore()
+
+    class PlannedCustomize(object):
+        def find_spec(self, fullname, path=None, target=None):
+            if fullname not in ("sitecustomize", "usercustomize"):
+                return None
+            planned = modules.get(fullname)
+            if planned is None:
+                raise ModuleNotFoundError("No module named %r" % fullname, name=fullname)
+            origin, source = planned[0], planned[1]
+            spec = None
+            for finder in sys.meta_path:
+                find = getattr(finder, "find_spec", None)
+                if finder is self or find is None:
+                    continue
+                spec = find(fullname, path, target)
+                if spec is not None:
+                    break
+            if spec is None or spec.origin != os.fsdecode(origin) or not hasattr(spec.loader, "get_code"):
+                warn("skipped `%s`: it is not the module that was verified" % fullname)
+                raise ModuleNotFoundError("No module named %r" % fullname, name=fullname)
+            loader = spec.loader
+
+            def get_code(name):
+                del loader.get_code
+                return compile(source, spec.origin, "exec", dont_inherit=True)
+
+            loader.get_code = get_code
+            return spec
+
+    def planned_import(real, module):
+        def run():
+            planned = modules.get(module)
+            finder = PlannedCustomize()
+            sys.meta_path.insert(0, finder)
+            restore = filtered_environment(planned[2]) if planned else None
+            try:
+                real()
+            finally:
+                sys.meta_path.remove(finder)
+                if restore is not None:
+                    restore()
+
+        return run
+
+    site_globals["addpackage"] = addpackage
+    site_globals["execsitecustomize"] = planned_import(real_execsitecustomize, "sitecustomize")
+    site_globals["execusercustomize"] = planned_import(real_execusercustomize, "usercustomize")
+
+    def restore_site():
+        site_globals["addpackage"] = real_addpackage
+        site_globals["execsitecustomize"] = real_execsitecustomize
+        site_globals["execusercustomize"] = real_execusercustomize
+        if site_file is not None:
+            # Up to 3.10 `site` is imported from its source file; look like it.
+            bootstrap = sys.modules["_frozen_importlib_external"]
+            spec = bootstrap.spec_from_file_location("site", site_file)
+            site_globals["__spec__"] = spec
+            site_globals["__loader__"] = spec.loader
+            site_globals["__file__"] = spec.origin
+            site_globals["__cached__"] = spec.cached
+
+    return restore_site
