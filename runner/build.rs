@@ -13,12 +13,17 @@ fn main() {
     let compiler = cc::Build::new().get_compiler();
     let status = compiler
         .to_command()
-        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+        .args([
+            "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o",
+        ])
         .arg(&library)
         .arg(source)
         .arg("-ldl")
         .status()
         .expect("the C compiler runs");
     assert!(status.success(), "building {source} failed");
-    let _ = Command::new("strip").arg("--strip-unneeded").arg(&library).status();
+    let _ = Command::new("strip")
+        .arg("--strip-unneeded")
+        .arg(&library)
+        .status();
 }

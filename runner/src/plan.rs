@@ -1,0 +1,178 @@
+//! The start-up plan: what the guarded `site` may do, written where the interpreter reads it.
+//!
+//! The plan holds, for every `.pth` file the scan read, the exact bytes `site` will process:
+//! the verified file with every line that was not allowed turned into a bare `#` (so line
+//! numbers, error messages and CPython's own decoding and splitting are unchanged), and the
+//! environment variables its allowed lines may see. It holds the verified source of an allowed
+//! `sitecustomize`/`usercustomize`. A file changed after the scan changes nothing: `site` reads
+//! the plan's bytes, not the file.
+//!
+//! Layout: the header line `SITEGATE-PLAN 1\n`, the target's major and minor version and the
+//! size of the compiled `site` module (three little-endian `u32`), the compiled module, then
+//! the plan itself in Python's `marshal` format (readable by `marshal.loads` on every version
+//! without importing anything).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sitegate_policy::{EnvGrant, LineKind, Verdict};
+
+use crate::cache::{cache_dir, sha256_hex, write_atomically};
+use crate::interpreter::Interpreter;
+use crate::scan::{FileState, Scan};
+
+/// The plan file's first line.
+pub const MAGIC: &[u8] = b"SITEGATE-PLAN 1\n";
+
+/// A value of Python's `marshal` format, limited to what the plan needs.
+enum Marshal {
+    None,
+    Bytes(Vec<u8>),
+    Str(String),
+    Tuple(Vec<Marshal>),
+    Dict(Vec<(Marshal, Marshal)>),
+}
+
+impl Marshal {
+    fn write(&self, out: &mut Vec<u8>) {
+        let length = |out: &mut Vec<u8>, n: usize| out.extend_from_slice(&(n as u32).to_le_bytes());
+        match self {
+            Marshal::None => out.push(b'N'),
+            Marshal::Bytes(bytes) => {
+                out.push(b's');
+                length(out, bytes.len());
+                out.extend_from_slice(bytes);
+            }
+            Marshal::Str(text) => {
+                out.push(b'u');
+                length(out, text.len());
+                out.extend_from_slice(text.as_bytes());
+            }
+            Marshal::Tuple(items) => {
+                out.push(b'(');
+                length(out, items.len());
+                items.iter().for_each(|item| item.write(out));
+            }
+            Marshal::Dict(pairs) => {
+                out.push(b'{');
+                for (key, value) in pairs {
+                    key.write(out);
+                    value.write(out);
+                }
+                out.push(b'0');
+            }
+        }
+    }
+}
+
+fn grant(env: &EnvGrant) -> Marshal {
+    let strings =
+        |items: &[String]| Marshal::Tuple(items.iter().map(|s| Marshal::Str(s.clone())).collect());
+    Marshal::Tuple(vec![strings(&env.names), strings(&env.prefixes)])
+}
+
+fn path_bytes(path: &Path) -> Marshal {
+    use std::os::unix::ffi::OsStrExt;
+    Marshal::Bytes(path.as_os_str().as_bytes().to_vec())
+}
+
+/// Builds the plan's `marshal` body from a scan.
+fn plan_body(scan: &Scan) -> Vec<u8> {
+    let mut files = Vec::new();
+    for file in &scan.files {
+        let value = match &file.state {
+            FileState::Parsed(text) => {
+                let hooks: Vec<_> = scan
+                    .hooks
+                    .iter()
+                    .filter(|h| h.path == file.path && h.line.is_some())
+                    .collect();
+                let allowed = |number: usize| {
+                    hooks
+                        .iter()
+                        .any(|h| h.line == Some(number) && h.decision.verdict == Verdict::Allowed)
+                };
+                let bytes = text.neutralised(|line| allowed(line.number));
+                let mut env: Option<EnvGrant> = None;
+                for hook in hooks
+                    .iter()
+                    .filter(|h| h.decision.verdict == Verdict::Allowed && h.kind.runs_code())
+                {
+                    env.get_or_insert_with(EnvGrant::default)
+                        .extend(&hook.decision.env);
+                }
+                let allowed_code = text
+                    .lines
+                    .iter()
+                    .any(|l| l.kind == LineKind::Code && allowed(l.number));
+                let env = if allowed_code {
+                    grant(&env.unwrap_or_default())
+                } else {
+                    Marshal::None
+                };
+                Marshal::Tuple(vec![Marshal::Bytes(bytes), env])
+            }
+            FileState::Oversized(_) => {
+                Marshal::Tuple(vec![Marshal::Bytes(Vec::new()), Marshal::None])
+            }
+            FileState::Unreadable(_) | FileState::Undecodable(_) => Marshal::None,
+        };
+        files.push((path_bytes(&file.path), value));
+    }
+    let mut modules = Vec::new();
+    for module in &scan.modules {
+        let env = scan
+            .hooks
+            .iter()
+            .find(|h| h.kind == module.kind)
+            .map(|h| h.decision.env.clone())
+            .unwrap_or_default();
+        let value = Marshal::Tuple(vec![
+            path_bytes(&module.origin),
+            Marshal::Bytes(module.source.clone()),
+            grant(&env),
+        ]);
+        modules.push((Marshal::Str(module.kind.code().to_owned()), value));
+    }
+    let plan = Marshal::Dict(vec![
+        (Marshal::Str("files".into()), Marshal::Dict(files)),
+        (Marshal::Str("modules".into()), Marshal::Dict(modules)),
+    ]);
+    let mut out = Vec::new();
+    plan.write(&mut out);
+    out
+}
+
+/// Writes the plan for a start into the cache (content-addressed, so an unchanged start
+/// reuses the same file) and returns its path.
+pub fn write_plan(interpreter: &Interpreter, scan: &Scan) -> Result<PathBuf> {
+    let code = std::fs::read(&interpreter.site_code).context("cannot read the compiled `site`")?;
+    let [major, minor, _] = interpreter.facts.version;
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&major.to_le_bytes());
+    bytes.extend_from_slice(&minor.to_le_bytes());
+    bytes.extend_from_slice(&(code.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&code);
+    bytes.extend_from_slice(&plan_body(scan));
+    let path = cache_dir()?
+        .join("plans")
+        .join(format!("{}.plan", sha256_hex(&bytes)));
+    if std::fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
+        write_atomically(&path, &bytes)?;
+    }
+    Ok(path)
+}
+
+/// The preloaded library, built with the binary.
+const PRELOAD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libsitegate_preload.so"));
+
+/// Writes the preloaded library into the cache if it is not there with the same bytes.
+pub fn preload_library() -> Result<PathBuf> {
+    let path = cache_dir()?
+        .join("preload")
+        .join(format!("{}.so", &sha256_hex(PRELOAD)[..16]));
+    if std::fs::read(&path).ok().as_deref() != Some(PRELOAD) {
+        write_atomically(&path, PRELOAD)?;
+    }
+    Ok(path)
+}

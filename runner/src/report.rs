@@ -1,0 +1,222 @@
+//! Everything sitegate says to people and programs: `error:`/`warning:` lines with their
+//! `hint:`, the scan table, and the JSON document. Data goes to stdout, all else to stderr.
+
+use std::io::Write;
+
+use serde_json::{json, Value};
+use sitegate_policy::{PolicyError, Verdict};
+
+use crate::interpreter::Interpreter;
+use crate::scan::{FileState, Hook, Scan};
+
+/// Prints an error with its cause chain and an optional hint.
+pub fn error(error: &anyhow::Error, hint: Option<&str>) {
+    let mut out = std::io::stderr().lock();
+    // Hints travel in the chain as context; they are shown once, last.
+    let mut chain = error
+        .chain()
+        .map(|e| e.to_string())
+        .filter(|text| Some(text.as_str()) != hint);
+    let headline = chain.next().unwrap_or_default();
+    let _ = writeln!(out, "error: {headline}");
+    for cause in chain {
+        let _ = writeln!(out, "  Caused by: {cause}");
+    }
+    if let Some(policy) = error.chain().find_map(|e| e.downcast_ref::<PolicyError>()) {
+        for problem in &policy.problems {
+            let _ = writeln!(
+                out,
+                "  --> {}:{}:{}: {}",
+                policy.file.display(),
+                problem.line,
+                problem.column,
+                problem.message
+            );
+        }
+    }
+    if let Some(hint) = hint {
+        let _ = writeln!(out, "hint: {hint}");
+    }
+}
+
+/// Prints a warning and an optional hint.
+pub fn warning(code: &str, message: &str, hint: Option<&str>) {
+    let mut out = std::io::stderr().lock();
+    let _ = writeln!(out, "warning[{code}]: {message}");
+    if let Some(hint) = hint {
+        let _ = writeln!(out, "  hint: {hint}");
+    }
+}
+
+fn location(hook: &Hook) -> String {
+    match hook.line {
+        Some(line) => format!("{}:{line}", hook.path.display()),
+        None => hook.path.display().to_string(),
+    }
+}
+
+fn owner_text(hook: &Hook) -> String {
+    hook.owner.as_ref().map_or_else(
+        || "none".to_owned(),
+        |o| format!("{} {}", o.name, o.version),
+    )
+}
+
+/// Prints one warning per denied hook and per file that could not be used.
+pub fn denials(scan: &Scan) {
+    for hook in scan
+        .hooks
+        .iter()
+        .filter(|h| h.decision.verdict == Verdict::Denied)
+    {
+        let file_name = hook
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let hint = match hook.decision.reason {
+            "unverifiable-module" | "unreadable-hook-file" | "oversized-hook-file" => None,
+            _ => Some(format!(
+                "to allow it, add `[[allow]]` with `file = \"{file_name}\"` and `sha256 = \"{}\"` to a trusted `sitegate.toml`",
+                hook.sha256
+            )),
+        };
+        warning(
+            hook.decision.reason,
+            &format!(
+                "Denied {} hook `{}` (owner: {}): {}",
+                hook.kind,
+                location(hook),
+                owner_text(hook),
+                hook.decision.message
+            ),
+            hint.as_deref(),
+        );
+    }
+    for file in &scan.files {
+        match &file.state {
+            FileState::Parsed(_) => {}
+            FileState::Unreadable(why) => warning(
+                "unreadable-hook-file",
+                &format!(
+                    "Skipped `{}`: {why}; CPython skips it too",
+                    file.path.display()
+                ),
+                None,
+            ),
+            FileState::Oversized(size) => warning(
+                "oversized-hook-file",
+                &format!(
+                    "Denied `{}` as a whole: it has {size} bytes, more than sitegate reads",
+                    file.path.display()
+                ),
+                Some("a `.pth` file this large is not one a package ships; look at what wrote it"),
+            ),
+            FileState::Undecodable(error) => warning(
+                "undecodable-pth",
+                &format!(
+                    "`{}` cannot be decoded: {error}; CPython aborts its start on this file",
+                    file.path.display()
+                ),
+                Some("remove or re-encode the file as UTF-8"),
+            ),
+        }
+    }
+}
+
+/// The JSON document of a scan.
+pub fn json_document(interpreter: &Interpreter, scan: &Scan) -> Value {
+    let facts = &interpreter.facts;
+    let hooks: Vec<Value> = scan
+        .hooks
+        .iter()
+        .map(|hook| {
+            json!({
+                "path": hook.path,
+                "line": hook.line,
+                "kind": hook.kind.code(),
+                "verdict": hook.decision.verdict.code(),
+                "reason": hook.decision.reason,
+                "message": hook.decision.message,
+                "sha256": hook.sha256,
+                "owner": hook.owner.as_ref().map(|o| json!({"name": o.name, "version": o.version})),
+                "signals": hook.signals.iter().map(|s| s.code()).collect::<Vec<_>>(),
+                "text": hook.text,
+                "target": hook.target.as_ref().map(|(t, _)| t),
+                "target_exists": hook.target.as_ref().map(|(_, e)| e),
+                "env": hook.decision.env.patterns(),
+                "rule": hook.decision.rule.as_ref().map(|r| r.to_string()),
+            })
+        })
+        .collect();
+    let problems: Vec<Value> = scan
+        .files
+        .iter()
+        .filter_map(|file| {
+            let (code, message) = match &file.state {
+                FileState::Parsed(_) => return None,
+                FileState::Unreadable(why) => ("unreadable-hook-file", why.clone()),
+                FileState::Oversized(size) => ("oversized-hook-file", format!("{size} bytes")),
+                FileState::Undecodable(error) => ("undecodable-pth", error.to_string()),
+            };
+            Some(json!({"path": file.path, "code": code, "message": message}))
+        })
+        .collect();
+    json!({
+        "interpreter": {
+            "path": interpreter.path,
+            "executable": facts.executable,
+            "version": format!("{}.{}.{}", facts.version[0], facts.version[1], facts.version[2]),
+            "prefix": facts.prefix,
+            "base_prefix": facts.base_prefix,
+            "site_dirs": scan.site_dirs,
+        },
+        "hooks": hooks,
+        "problems": problems,
+        "sys_path": scan.predicted_path,
+    })
+}
+
+/// The scan as a table for people.
+pub fn table(interpreter: &Interpreter, scan: &Scan) {
+    let mut out = std::io::stdout().lock();
+    let facts = &interpreter.facts;
+    let _ = writeln!(
+        out,
+        "Python {}.{}.{} at `{}`",
+        facts.version[0],
+        facts.version[1],
+        facts.version[2],
+        interpreter.path.display()
+    );
+    for dir in &scan.site_dirs {
+        let _ = writeln!(out, "site directory `{}`", dir.display());
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<8} {:<14} {:<24} {:<20} LOCATION",
+        "VERDICT", "KIND", "REASON", "OWNER"
+    );
+    for hook in &scan.hooks {
+        let mut line = format!(
+            "{:<8} {:<14} {:<24} {:<20} {}",
+            hook.decision.verdict.code(),
+            hook.kind.code(),
+            hook.decision.reason,
+            owner_text(hook),
+            location(hook)
+        );
+        if !hook.signals.is_empty() {
+            let signals: Vec<_> = hook.signals.iter().map(|s| s.code()).collect();
+            line.push_str(&format!(" [{}]", signals.join(", ")));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    let denied = scan
+        .hooks
+        .iter()
+        .filter(|h| h.decision.verdict == Verdict::Denied)
+        .count();
+    let _ = writeln!(out, "\n{} hook(s), {} denied", scan.hooks.len(), denied);
+}

@@ -1,0 +1,672 @@
+//! The scan: every startup hook the interpreter would run, read, attributed and decided.
+//!
+//! Walks the site directories in the order `site.main()` hands them to `addsitedir`, reads
+//! every `.pth` file the target version reads, in its order, classifies each line with that
+//! version's grammar, predicts `sys.path` as `site` builds it (joining, existence check,
+//! de-duplication), finds `sitecustomize` and `usercustomize` where the import system would,
+//! attributes files to installed distributions through their `RECORD`, and decides each hook.
+//!
+//! Trust: it trusts nothing it reads. Directories are opened in exactly one place from an
+//! ambient path ([`open_dir`]); every file below is read through that `cap_std::fs::Dir`, so
+//! a symbolic link cannot lead the scanner out of the directory it was given. Files larger than
+//! [`MAX_HOOK_FILE_BYTES`] are not read.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::Result;
+use base64::Engine;
+use cap_std::fs::Dir;
+use sha2::{Digest, Sha256};
+use sitegate_policy::grammar::DecodeError;
+use sitegate_policy::hook::looks_obfuscated;
+use sitegate_policy::{
+    decide, Decision, Grammar, HookFacts, HookKind, LineKind, Owner, Policy, PthText, Signal,
+    Verdict,
+};
+
+use crate::cache::hex;
+use crate::flags::StartFlags;
+use crate::interpreter::Interpreter;
+
+/// The largest hook file sitegate reads. A larger `.pth` is denied as a whole.
+pub const MAX_HOOK_FILE_BYTES: u64 = 8 << 20;
+
+/// One startup hook and its verdict.
+#[derive(Clone, Debug)]
+pub struct Hook {
+    /// The kind of hook.
+    pub kind: HookKind,
+    /// The file it lives in.
+    pub path: PathBuf,
+    /// The 1-based line, for `.pth` lines.
+    pub line: Option<usize>,
+    /// The line's text, for `.pth` lines.
+    pub text: Option<String>,
+    /// For path lines: the directory it names, and whether it exists.
+    pub target: Option<(PathBuf, bool)>,
+    /// SHA-256 of the whole file.
+    pub sha256: String,
+    /// The owning distribution.
+    pub owner: Option<Owner>,
+    /// What the scan noticed.
+    pub signals: Vec<Signal>,
+    /// The verdict and why.
+    pub decision: Decision,
+}
+
+/// What became of one `.pth` file.
+#[derive(Clone, Debug)]
+pub enum FileState {
+    /// Read and parsed; its hooks are in [`Scan::hooks`].
+    Parsed(PthText),
+    /// CPython cannot open it either (a directory, a dangling link, no permission), or it
+    /// leads outside its directory: skipped.
+    Unreadable(String),
+    /// CPython aborts its start on it.
+    Undecodable(DecodeError),
+    /// Larger than [`MAX_HOOK_FILE_BYTES`]: denied as a whole.
+    Oversized(u64),
+}
+
+/// One `.pth` file.
+#[derive(Clone, Debug)]
+pub struct PthFile {
+    /// The path `site` computes for it (`os.path.join(sitedir, name)`, made absolute).
+    pub path: PathBuf,
+    /// What became of it.
+    pub state: FileState,
+}
+
+/// A `sitecustomize`/`usercustomize` module that sitegate pinned.
+#[derive(Clone, Debug)]
+pub struct PinnedModule {
+    /// Which one.
+    pub kind: HookKind,
+    /// Its file.
+    pub origin: PathBuf,
+    /// Its source, as verified.
+    pub source: Vec<u8>,
+}
+
+/// The result of a scan.
+#[derive(Clone, Debug)]
+pub struct Scan {
+    /// Site directories in the order they are processed (each once).
+    pub site_dirs: Vec<PathBuf>,
+    /// Every `.pth` file read, in processing order.
+    pub files: Vec<PthFile>,
+    /// Every hook, in processing order.
+    pub hooks: Vec<Hook>,
+    /// Allowed-module sources, for the plan.
+    pub modules: Vec<PinnedModule>,
+    /// `sys.path` as predicted right after `site`.
+    pub predicted_path: Vec<PathBuf>,
+}
+
+impl Scan {
+    /// Whether anything was denied or could not be used.
+    pub fn has_denials(&self) -> bool {
+        self.hooks
+            .iter()
+            .any(|h| h.decision.verdict == Verdict::Denied)
+            || self
+                .files
+                .iter()
+                .any(|f| !matches!(f.state, FileState::Parsed(_)))
+    }
+}
+
+/// Opens a directory from an ambient path: the scanner's only way in.
+fn open_dir(path: &Path) -> std::io::Result<Dir> {
+    Dir::open_ambient_dir(path, cap_std::ambient_authority())
+}
+
+/// Python's `os.path.abspath` on POSIX: lexical, no symbolic links resolved.
+pub fn python_abspath(path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let double_slash = joined.as_os_str().as_bytes().starts_with(b"//")
+        && !joined.as_os_str().as_bytes().starts_with(b"///");
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for component in joined.components() {
+        match component {
+            Component::Normal(part) => parts.push(part),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    let mut out = OsString::from(if double_slash { "//" } else { "/" });
+    for (index, part) in parts.iter().enumerate() {
+        if index > 0 {
+            out.push("/");
+        }
+        out.push(part);
+    }
+    PathBuf::from(out)
+}
+
+/// Sort key equal to Python's order of `str` file names (code points, undecodable bytes as
+/// surrogate escapes).
+fn python_name_order(name: &[u8]) -> Vec<u32> {
+    let mut key = Vec::with_capacity(name.len());
+    for chunk in name.utf8_chunks() {
+        key.extend(chunk.valid().chars().map(|c| c as u32));
+        key.extend(chunk.invalid().iter().map(|&b| 0xdc00 + b as u32));
+    }
+    key
+}
+
+/// A distribution's claims on files: absolute path to owner and `RECORD` hash.
+#[derive(Default)]
+struct RecordIndex {
+    claims: HashMap<PathBuf, (Owner, Option<String>)>,
+}
+
+impl RecordIndex {
+    fn add_site_dir(&mut self, site_dir: &Path, dir: &Dir) {
+        let Ok(entries) = dir.entries() else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".dist-info")) else {
+                continue;
+            };
+            let Some((dist, version)) = stem.rsplit_once('-') else {
+                continue;
+            };
+            let owner = Owner {
+                name: dist.to_owned(),
+                version: version.to_owned(),
+            };
+            let mut record = String::new();
+            let readable = dir
+                .open(Path::new(&name).join("RECORD"))
+                .and_then(|f| f.take(MAX_HOOK_FILE_BYTES).read_to_string(&mut record));
+            if readable.is_err() {
+                continue;
+            }
+            for row in record.lines() {
+                let fields = split_csv_row(row);
+                let Some(file) = fields.first() else { continue };
+                let interesting = file.ends_with(".pth") || file.ends_with("customize.py");
+                if !interesting {
+                    continue;
+                }
+                let hash = fields
+                    .get(1)
+                    .and_then(|h| h.strip_prefix("sha256="))
+                    .map(str::to_owned);
+                let path = python_abspath(&site_dir.join(file));
+                self.claims.insert(path, (owner.clone(), hash));
+            }
+        }
+    }
+}
+
+/// Splits one CSV row (RFC 4180 quoting, as `csv.writer` writes `RECORD`).
+fn split_csv_row(row: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = row.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                fields.last_mut().expect("one field").push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(String::new()),
+            _ => fields.last_mut().expect("one field").push(c),
+        }
+    }
+    fields
+}
+
+/// The environment of the start, as far as the scan needs it.
+pub struct StartContext<'a> {
+    /// The interpreter options.
+    pub flags: StartFlags,
+    /// `PYTHONPATH`, if set.
+    pub pythonpath: Option<&'a std::ffi::OsStr>,
+    /// `PYTHONNOUSERSITE`, if set and non-empty.
+    pub no_user_site_variable: bool,
+}
+
+impl StartContext<'static> {
+    /// The context of a start from this process's environment.
+    pub fn from_environment(flags: StartFlags) -> StartContext<'static> {
+        static PYTHONPATH: std::sync::OnceLock<Option<OsString>> = std::sync::OnceLock::new();
+        let pythonpath =
+            PYTHONPATH.get_or_init(|| std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()));
+        StartContext {
+            flags,
+            pythonpath: pythonpath.as_deref(),
+            no_user_site_variable: std::env::var_os("PYTHONNOUSERSITE")
+                .is_some_and(|v| !v.is_empty()),
+        }
+    }
+}
+
+struct Scanner<'a> {
+    grammar: Grammar,
+    codec: sitegate_policy::LocaleCodec,
+    policy: &'a Policy,
+    records: RecordIndex,
+    known: HashSet<PathBuf>,
+    scan: Scan,
+}
+
+/// Scans the startup surface of one start.
+pub fn scan(
+    interpreter: &Interpreter,
+    context: &StartContext<'_>,
+    policy: &Policy,
+) -> Result<Scan> {
+    let facts = &interpreter.facts;
+    let mut scanner = Scanner {
+        grammar: Grammar::for_version(facts.python_version()),
+        codec: facts.locale_codec()?,
+        policy,
+        records: RecordIndex::default(),
+        known: HashSet::new(),
+        scan: Scan {
+            site_dirs: Vec::new(),
+            files: Vec::new(),
+            hooks: Vec::new(),
+            modules: Vec::new(),
+            predicted_path: Vec::new(),
+        },
+    };
+
+    // `sys.path` before `site`: `PYTHONPATH` (unless ignored), then the interpreter's own;
+    // `site.removeduppaths` makes each absolute and drops repeats.
+    let mut initial: Vec<PathBuf> = Vec::new();
+    if let (true, Some(pythonpath)) = (context.flags.reads_environment(), context.pythonpath) {
+        initial.extend(std::env::split_paths(pythonpath).map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p
+            }
+        }));
+    }
+    initial.extend(facts.base_path.iter().cloned());
+    for entry in initial {
+        let absolute = python_abspath(&entry);
+        if scanner.known.insert(absolute.clone()) {
+            scanner.scan.predicted_path.push(absolute);
+        }
+    }
+
+    let user_site_enabled = facts.user_site_allowed
+        && !context.flags.no_user_site
+        && !(context.flags.reads_environment() && context.no_user_site_variable)
+        // SAFETY: these calls read the process's ids and have no preconditions.
+        && unsafe { libc::getuid() == libc::geteuid() && libc::getgid() == libc::getegid() };
+    let mut processed = HashSet::new();
+    for call in &facts.site_calls {
+        let dir = match call {
+            Some(dir) => dir.clone(),
+            None if user_site_enabled => facts.user_site.clone(),
+            None => continue,
+        };
+        let dir = python_abspath(&dir);
+        if !dir.is_dir() {
+            continue;
+        }
+        if scanner.known.insert(dir.clone()) {
+            scanner.scan.predicted_path.push(dir.clone());
+        }
+        // `site` reads a directory's files again when it is handed over twice (a venv's
+        // site-packages on 3.8 to 3.14): path lines are then no-ops, and the plan's bytes serve
+        // both readings.
+        if processed.insert(dir.clone()) {
+            scanner.scan.site_dirs.push(dir.clone());
+            scanner.site_dir(&dir);
+        }
+    }
+
+    let module_path = scanner.scan.predicted_path.clone();
+    scanner.find_module(
+        HookKind::Sitecustomize,
+        &module_path,
+        &facts.extension_suffixes,
+    );
+    if user_site_enabled {
+        scanner.find_module(
+            HookKind::Usercustomize,
+            &module_path,
+            &facts.extension_suffixes,
+        );
+    }
+    Ok(scanner.scan)
+}
+
+impl Scanner<'_> {
+    fn site_dir(&mut self, site_dir: &Path) {
+        let dir = match open_dir(site_dir) {
+            Ok(dir) => dir,
+            Err(error) => {
+                tracing::warn!(
+                    "cannot open site directory `{}`: {error}",
+                    site_dir.display()
+                );
+                return;
+            }
+        };
+        self.records.add_site_dir(site_dir, &dir);
+        let Ok(entries) = dir.entries() else { return };
+        let mut names: Vec<Vec<u8>> = entries
+            .flatten()
+            .map(|e| e.file_name().into_vec())
+            .filter(|name| {
+                std::str::from_utf8(name)
+                    .map_or(name.ends_with(b".pth"), |n| self.grammar.reads_file_name(n))
+            })
+            .filter(|name| !(self.grammar.skips_hidden_names && name.starts_with(b".")))
+            .collect();
+        names.sort_by_cached_key(|name| python_name_order(name));
+        for name in names {
+            let name = OsString::from_vec(name);
+            let path = python_abspath(&site_dir.join(&name));
+            let state = self.read_pth(&dir, Path::new(&name));
+            let bytes_hash = match &state {
+                Ok((_, hash)) => hash.clone(),
+                Err(_) => String::new(),
+            };
+            let state = match state {
+                Ok((text, _)) => {
+                    self.pth_lines(site_dir, &path, &name, &text, &bytes_hash);
+                    FileState::Parsed(text)
+                }
+                Err(state) => state,
+            };
+            self.scan.files.push(PthFile { path, state });
+        }
+    }
+
+    fn read_pth(&self, dir: &Dir, name: &Path) -> Result<(PthText, String), FileState> {
+        let unreadable = |e: std::io::Error| FileState::Unreadable(e.to_string());
+        let mut file = dir.open(name).map_err(unreadable)?;
+        let meta = file.metadata().map_err(unreadable)?;
+        if meta.is_dir() {
+            return Err(FileState::Unreadable("it is a directory".to_owned()));
+        }
+        if meta.len() > MAX_HOOK_FILE_BYTES {
+            return Err(FileState::Oversized(meta.len()));
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.read_to_end(&mut bytes).map_err(unreadable)?;
+        let hash = hex(&Sha256::digest(&bytes));
+        let text = self
+            .grammar
+            .parse(&bytes, self.codec)
+            .map_err(FileState::Undecodable)?;
+        Ok((text, hash))
+    }
+
+    fn attribution(
+        &self,
+        path: &Path,
+        sha256: &str,
+        in_site_dir: bool,
+    ) -> (Option<Owner>, Vec<Signal>) {
+        let mut signals = Vec::new();
+        let owner = match self.records.claims.get(path) {
+            Some((owner, recorded)) => {
+                let ours =
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hex_to_bytes(sha256));
+                if recorded.as_deref().is_some_and(|r| r != ours) {
+                    signals.push(Signal::HashMismatch);
+                }
+                Some(owner.clone())
+            }
+            None => {
+                if in_site_dir {
+                    signals.push(Signal::UnownedHook);
+                }
+                None
+            }
+        };
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.as_bytes().starts_with(b"."));
+        if hidden {
+            signals.push(Signal::HiddenFile);
+        }
+        (owner, signals)
+    }
+
+    fn pth_lines(
+        &mut self,
+        site_dir: &Path,
+        path: &Path,
+        name: &std::ffi::OsStr,
+        text: &PthText,
+        sha256: &str,
+    ) {
+        let (owner, file_signals) = self.attribution(path, sha256, true);
+        let file_name = name.to_string_lossy();
+        for line in &text.lines {
+            let (kind, target) = match line.kind {
+                LineKind::Comment | LineKind::Blank => continue,
+                LineKind::Code => (HookKind::PthCode, None),
+                LineKind::Path => {
+                    let target = python_abspath(&site_dir.join(text.path_text(line)));
+                    let exists = target.exists();
+                    (HookKind::PthPath, Some((target, exists)))
+                }
+            };
+            let line_text = text.line_text(line);
+            let mut signals = file_signals.clone();
+            if kind == HookKind::PthCode && looks_obfuscated(line_text) {
+                signals.push(Signal::ObfuscatedHook);
+            }
+            if let Some((target, true)) = &target {
+                let writable = std::fs::metadata(target)
+                    .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o002 != 0);
+                if writable {
+                    signals.push(Signal::WritablePath);
+                }
+            }
+            signals.sort();
+            let facts = HookFacts {
+                kind,
+                file_name: &file_name,
+                line_text: Some(line_text),
+                sha256,
+                owner: owner.as_ref(),
+                signals: &signals,
+            };
+            let decision = decide(&facts, self.policy);
+            if let (Some((target, true)), Verdict::Allowed) = (&target, decision.verdict) {
+                if self.known.insert(target.clone()) {
+                    self.scan.predicted_path.push(target.clone());
+                }
+            }
+            self.scan.hooks.push(Hook {
+                kind,
+                path: path.to_owned(),
+                line: Some(line.number),
+                text: Some(line_text.to_owned()),
+                target,
+                sha256: sha256.to_owned(),
+                owner: owner.clone(),
+                signals,
+                decision,
+            });
+        }
+    }
+
+    /// Finds a module as `importlib`'s path finder would: in each `sys.path` directory, a
+    /// package first, then extension modules, source, and bytecode.
+    fn find_module(&mut self, kind: HookKind, search: &[PathBuf], extension_suffixes: &[String]) {
+        let module = kind.code();
+        for entry in search {
+            let Ok(dir) = open_dir(entry) else { continue };
+            let package = Path::new(module).join("__init__.py");
+            let mut candidates: Vec<(PathBuf, bool)> = Vec::new();
+            for suffix in extension_suffixes {
+                candidates.push((Path::new(module).join(format!("__init__{suffix}")), false));
+            }
+            candidates.push((package, true));
+            candidates.push((Path::new(module).join("__init__.pyc"), false));
+            for suffix in extension_suffixes {
+                candidates.push((PathBuf::from(format!("{module}{suffix}")), false));
+            }
+            candidates.push((PathBuf::from(format!("{module}.py")), true));
+            candidates.push((PathBuf::from(format!("{module}.pyc")), false));
+            for (candidate, is_source) in candidates {
+                let Ok(meta) = dir.metadata(&candidate) else {
+                    continue;
+                };
+                if !meta.is_file() {
+                    continue;
+                }
+                self.module_hook(kind, entry, &dir, &candidate, is_source);
+                return;
+            }
+        }
+    }
+
+    fn module_hook(
+        &mut self,
+        kind: HookKind,
+        entry: &Path,
+        dir: &Dir,
+        candidate: &Path,
+        is_source: bool,
+    ) {
+        let path = python_abspath(&entry.join(candidate));
+        let mut bytes = Vec::new();
+        let read = dir
+            .open(candidate)
+            .and_then(|f| f.take(MAX_HOOK_FILE_BYTES + 1).read_to_end(&mut bytes));
+        let sha256 = hex(&Sha256::digest(&bytes));
+        let in_site_dir = self.scan.site_dirs.iter().any(|d| path.starts_with(d));
+        let (owner, signals) = self.attribution(&path, &sha256, in_site_dir);
+        let file_name = candidate
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let problem = match read {
+            Err(error) => Some((
+                "unreadable-hook-file",
+                format!("The module cannot be read: {error}"),
+            )),
+            Ok(_) if bytes.len() as u64 > MAX_HOOK_FILE_BYTES => Some((
+                "oversized-hook-file",
+                format!("The module is larger than {MAX_HOOK_FILE_BYTES} bytes"),
+            )),
+            Ok(_) if !is_source => Some((
+                "unverifiable-module",
+                "The module is not Python source, so sitegate cannot pin what it runs".to_owned(),
+            )),
+            Ok(_) => None,
+        };
+        let decision = match problem {
+            Some((reason, message)) => Decision {
+                verdict: Verdict::Denied,
+                reason,
+                message,
+                mode: None,
+                env: Default::default(),
+                rule: None,
+            },
+            None => {
+                let facts = HookFacts {
+                    kind,
+                    file_name: &file_name,
+                    line_text: None,
+                    sha256: &sha256,
+                    owner: owner.as_ref(),
+                    signals: &signals,
+                };
+                decide(&facts, self.policy)
+            }
+        };
+        if decision.verdict == Verdict::Allowed {
+            self.scan.modules.push(PinnedModule {
+                kind,
+                origin: path.clone(),
+                source: bytes,
+            });
+        }
+        self.scan.hooks.push(Hook {
+            kind,
+            path,
+            line: None,
+            text: None,
+            target: None,
+            sha256,
+            owner,
+            signals,
+            decision,
+        });
+    }
+}
+
+fn hex_to_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abspath_is_lexical_like_python() {
+        assert_eq!(
+            python_abspath(Path::new("/a/b/../c/./d/")),
+            PathBuf::from("/a/c/d")
+        );
+        assert_eq!(
+            python_abspath(Path::new("/a/b/../../..")),
+            PathBuf::from("/")
+        );
+        assert_eq!(python_abspath(Path::new("//a//b")), PathBuf::from("//a/b"));
+        assert_eq!(python_abspath(Path::new("///a")), PathBuf::from("/a"));
+    }
+
+    #[test]
+    fn names_sort_by_code_point() {
+        let mut names: Vec<&[u8]> = vec![
+            b"a.pth",
+            b"_a.pth",
+            b"A.pth",
+            "\u{e9}.pth".as_bytes(),
+            b"\xff.pth",
+        ];
+        names.sort_by_key(|n| python_name_order(n));
+        assert_eq!(
+            names,
+            vec![
+                &b"A.pth"[..],
+                b"_a.pth",
+                b"a.pth",
+                "\u{e9}.pth".as_bytes(),
+                b"\xff.pth"
+            ]
+        );
+    }
+
+    #[test]
+    fn record_rows() {
+        assert_eq!(
+            split_csv_row("a.pth,sha256=x,12"),
+            vec!["a.pth", "sha256=x", "12"]
+        );
+        assert_eq!(split_csv_row("\"a,b.pth\",,"), vec!["a,b.pth", "", ""]);
+    }
+}
