@@ -304,7 +304,7 @@ fn check_is_python(path: &Path) -> Result<()> {
     let exports_api = elf.dynsyms.iter().any(|sym| {
         elf.dynstrtab.get_at(sym.st_name) == Some("PyImport_FrozenModules") && sym.st_value != 0
     });
-    let links_libpython = elf.libraries.iter().any(|l| l.starts_with("libpython3"));
+    let links_libpython = elf.libraries.iter().any(|l| l.starts_with("libpython"));
     if !exports_api && !links_libpython {
         bail!("`{}` is not a CPython interpreter", path.display());
     }

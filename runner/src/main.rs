@@ -98,10 +98,7 @@ fn main() -> ExitCode {
     match result {
         Ok(status) => ExitCode::from(status),
         Err(error) => {
-            let hint = error
-                .chain()
-                .find_map(|e| e.downcast_ref::<Hinted>())
-                .map(|h| h.0.clone());
+            let hint = error.downcast_ref::<Hinted>().map(|h| h.0.clone());
             report::error(&error, hint.as_deref());
             ExitCode::from(failure_status)
         }

@@ -8,6 +8,7 @@ use sitegate_policy::{PolicyError, Verdict};
 
 use crate::interpreter::Interpreter;
 use crate::scan::{FileState, Hook, Scan};
+use crate::settings::PolicyLoadError;
 
 /// Prints an error with its cause chain and an optional hint.
 pub fn error(error: &anyhow::Error, hint: Option<&str>) {
@@ -22,7 +23,13 @@ pub fn error(error: &anyhow::Error, hint: Option<&str>) {
     for cause in chain {
         let _ = writeln!(out, "  Caused by: {cause}");
     }
-    if let Some(policy) = error.chain().find_map(|e| e.downcast_ref::<PolicyError>()) {
+    let policy_error = error
+        .chain()
+        .find_map(|e| match e.downcast_ref::<PolicyLoadError>() {
+            Some(PolicyLoadError::Invalid(policy)) => Some(policy),
+            _ => e.downcast_ref::<PolicyError>(),
+        });
+    if let Some(policy) = policy_error {
         for problem in &policy.problems {
             let _ = writeln!(
                 out,
