@@ -8,7 +8,8 @@
 //!
 //! Trust: it trusts nothing it reads. Directories are opened in exactly one place from an
 //! ambient path ([`open_dir`]); every file below is read through that `cap_std::fs::Dir`, so
-//! a symbolic link cannot lead the scanner out of the directory it was given. Files larger than
+//! a symbolic link cannot silently lead the scanner out of the directory it was given: a link
+//! out is resolved and entered again through [`open_dir`], as CPython would follow it. Files larger than
 //! [`MAX_HOOK_FILE_BYTES`] are not read.
 
 use std::collections::{HashMap, HashSet};
@@ -124,6 +125,33 @@ impl Scan {
 /// Opens a directory from an ambient path: the scanner's only way in.
 fn open_dir(path: &Path) -> std::io::Result<Dir> {
     Dir::open_ambient_dir(path, cap_std::ambient_authority())
+}
+
+/// Opens a file below a directory handle. A symbolic link that leads out of the directory is
+/// followed the way the interpreter follows it, but only by resolving it and entering its
+/// target's directory through [`open_dir`], so every read still goes through a handle.
+fn open_file(dir: &Dir, dir_path: &Path, name: &Path) -> std::io::Result<cap_std::fs::File> {
+    match dir.open(name) {
+        Ok(file) => Ok(file),
+        Err(error) => {
+            let is_link = std::fs::symlink_metadata(dir_path.join(name))
+                .is_ok_and(|m| m.file_type().is_symlink());
+            if !is_link {
+                return Err(error);
+            }
+            let target = std::fs::canonicalize(dir_path.join(name))?;
+            let (parent, file_name) = match (target.parent(), target.file_name()) {
+                (Some(parent), Some(file_name)) => (parent, file_name),
+                _ => return Err(error),
+            };
+            tracing::info!(
+                "following `{}` to `{}`",
+                dir_path.join(name).display(),
+                target.display()
+            );
+            open_dir(parent)?.open(file_name)
+        }
+    }
 }
 
 /// Python's `os.path.abspath` on POSIX: lexical, no symbolic links resolved.
@@ -378,7 +406,7 @@ impl Scanner<'_> {
         for name in names {
             let name = OsString::from_vec(name);
             let path = python_abspath(&site_dir.join(&name));
-            let state = self.read_pth(&dir, Path::new(&name));
+            let state = self.read_pth(&dir, site_dir, Path::new(&name));
             let bytes_hash = match &state {
                 Ok((_, hash)) => hash.clone(),
                 Err(_) => String::new(),
@@ -394,9 +422,14 @@ impl Scanner<'_> {
         }
     }
 
-    fn read_pth(&self, dir: &Dir, name: &Path) -> Result<(PthText, String), FileState> {
+    fn read_pth(
+        &self,
+        dir: &Dir,
+        dir_path: &Path,
+        name: &Path,
+    ) -> Result<(PthText, String), FileState> {
         let unreadable = |e: std::io::Error| FileState::Unreadable(e.to_string());
-        let mut file = dir.open(name).map_err(unreadable)?;
+        let mut file = open_file(dir, dir_path, name).map_err(unreadable)?;
         let meta = file.metadata().map_err(unreadable)?;
         if meta.is_dir() {
             return Err(FileState::Unreadable("it is a directory".to_owned()));
@@ -526,10 +559,12 @@ impl Scanner<'_> {
             candidates.push((PathBuf::from(format!("{module}.py")), true));
             candidates.push((PathBuf::from(format!("{module}.pyc")), false));
             for (candidate, is_source) in candidates {
-                let Ok(meta) = dir.metadata(&candidate) else {
-                    continue;
+                // A link out of the directory is followed as the interpreter follows it.
+                let is_file = match dir.metadata(&candidate) {
+                    Ok(meta) => meta.is_file(),
+                    Err(_) => std::fs::metadata(entry.join(&candidate)).is_ok_and(|m| m.is_file()),
                 };
-                if !meta.is_file() {
+                if !is_file {
                     continue;
                 }
                 self.module_hook(kind, entry, &dir, &candidate, is_source);
@@ -548,8 +583,7 @@ impl Scanner<'_> {
     ) {
         let path = python_abspath(&entry.join(candidate));
         let mut bytes = Vec::new();
-        let read = dir
-            .open(candidate)
+        let read = open_file(dir, entry, candidate)
             .and_then(|f| f.take(MAX_HOOK_FILE_BYTES + 1).read_to_end(&mut bytes));
         let sha256 = hex(&Sha256::digest(&bytes));
         let in_site_dir = self.scan.site_dirs.iter().any(|d| path.starts_with(d));

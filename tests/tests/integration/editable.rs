@@ -46,7 +46,7 @@ fn editable_installs_import_under_sitegate() {
         wheel.stderr_text()
     );
     for (name, src_layout) in [("srcdemo", true), ("flatdemo", false)] {
-        let root = sandbox.path().join(name);
+        let root = sandbox.path().join("projects").join(name);
         project(&root, name, src_layout);
         let install = run(sandbox
             .command(&venv.python)
