@@ -387,7 +387,12 @@ mod tests {
     #[test]
     fn classification_table() {
         use LineKind::*;
-        let table: &[(&[u8], (u32, u32, u32), &[(LineKind, &str)])] = &[
+        type Row = (
+            &'static [u8],
+            (u32, u32, u32),
+            &'static [(LineKind, &'static str)],
+        );
+        let table: &[Row] = &[
             (b"import os\n", (8, 18, 0), &[(Code, "import os")]),
             (b"import\tos", (11, 7, 0), &[(Code, "import\tos")]),
             (b" import os", (13, 0, 0), &[(Path, " import os")]),

@@ -32,7 +32,7 @@ fn plant(sandbox: &Sandbox, venv: &Venv) {
         ("u2028.pth", format!("nothing\u{2028}{}\n", marker("u2028.pth", 2))),
         ("vt.pth", format!("nothing\x0b{}\x1c{}\n", marker("vt.pth", 2), marker("vt.pth", 3))),
         (".hidden.pth", format!("{}\n", marker(".hidden.pth", 1))),
-        ("tab.pth", format!("import\tbuiltins; builtins.__dict__.setdefault('_sg_seen', []).append('tab.pth:1')\n")),
+        ("tab.pth", "import\tbuiltins; builtins.__dict__.setdefault('_sg_seen', []).append('tab.pth:1')\n".to_owned()),
         ("fail.pth", format!("{}\nimport sitegate_no_such_module\n{}\n", marker("fail.pth", 1), marker("fail.pth", 3))),
         (
             "paths.pth",
