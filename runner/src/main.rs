@@ -203,6 +203,11 @@ fn run_exec(cli: &Cli, strict: bool, command: &[OsString]) -> Result<u8> {
     } else {
         StartFlags::parse(&target.shebang_arguments)
     };
+    if flags.no_site {
+        // With `-S` the interpreter imports no `site`: there is nothing to enforce, and the
+        // program starts exactly as it would without sitegate.
+        return Err(start(&target, arguments, None));
+    }
     let scan = scan::scan(
         &interpreter,
         &StartContext::from_environment(flags),
@@ -241,26 +246,46 @@ fn run_exec(cli: &Cli, strict: bool, command: &[OsString]) -> Result<u8> {
     }
 
     let plan = plan::write_plan(&interpreter, &scan)?;
-    let preload = plan::preload_library()?;
-    let mut preloads = preload.into_os_string();
-    if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
-        preloads.push(":");
-        preloads.push(existing);
-    }
+    Err(start(&target, arguments, Some(&plan)))
+}
+
+/// Replaces this process with the program; returns only the error if that fails. With a plan,
+/// the interpreter gets the preloaded library and the plan in its environment.
+fn start(
+    target: &interpreter::Target,
+    arguments: &[OsString],
+    plan: Option<&std::path::Path>,
+) -> anyhow::Error {
     let mut process = std::process::Command::new(&target.program);
-    process
-        .arg0(&target.argv0)
-        .args(arguments)
-        .env("LD_PRELOAD", preloads)
-        .env("SITEGATE_PLAN", &plan);
+    process.arg0(&target.argv0).args(arguments);
+    if let Some(plan) = plan {
+        let preload = match plan::preload_library() {
+            Ok(preload) => preload,
+            Err(error) => return error,
+        };
+        let mut preloads = preload.into_os_string();
+        if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+            preloads.push(":");
+            preloads.push(existing);
+        }
+        process
+            .env("LD_PRELOAD", preloads)
+            .env("SITEGATE_PLAN", plan);
+    }
     if let Some(dir) = &target.path_prepend {
         let path = std::env::var_os("PATH").unwrap_or_default();
-        let joined =
-            std::env::join_paths(std::iter::once(dir.clone()).chain(std::env::split_paths(&path)))?;
-        process.env("PATH", joined);
+        let dirs = std::iter::once(dir.clone()).chain(std::env::split_paths(&path));
+        match std::env::join_paths(dirs) {
+            Ok(joined) => {
+                process.env("PATH", joined);
+            }
+            Err(error) => {
+                return anyhow!(error).context("cannot put the pyenv version first on `PATH`")
+            }
+        }
     }
     let error = process.exec();
-    Err(anyhow!(error).context(format!("cannot start `{}`", target.program.display())))
+    anyhow!(error).context(format!("cannot start `{}`", target.program.display()))
 }
 
 fn run_trust(file: Option<&std::path::Path>) -> Result<u8> {

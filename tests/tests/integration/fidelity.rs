@@ -27,6 +27,7 @@ print(json.dumps({
     "prefix": [sys.prefix, sys.exec_prefix, sys.base_prefix],
     "user_site": site.ENABLE_USER_SITE,
     "environ": sorted(k for k in os.environ if k not in ("LD_PRELOAD", "SITEGATE_PLAN")),
+    "traces": [k for k in ("LD_PRELOAD", "SITEGATE_PLAN") if k in os.environ],
     "hook_runs": getattr(builtins, "_sitegate_probe_runs", 0),
     "site": [getattr(site, "__file__", None), type(site.__loader__).__name__, site.__spec__.origin, sorted(vars(site))],
     "modules_at_start": modules_at_start,

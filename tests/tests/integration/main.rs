@@ -8,4 +8,6 @@ mod differential;
 mod docs;
 mod editable;
 mod fidelity;
+mod grants;
+mod resolution;
 mod trust;
