@@ -10,4 +10,5 @@ mod editable;
 mod fidelity;
 mod grants;
 mod resolution;
+mod signals;
 mod trust;
