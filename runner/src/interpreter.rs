@@ -110,7 +110,8 @@ pub fn resolve(program: &OsStr) -> Result<Target> {
             target.program.display()
         ),
     }
-    check_is_python(&target.interpreter)?;
+    // Whether the file is a CPython at all is checked by `inspect`, once per identity: reading
+    // a large static interpreter on every start would cost more than the whole scan.
     Ok(target)
 }
 
@@ -211,7 +212,15 @@ fn find_on_path(name: &OsStr, skip_dir: Option<&Path>) -> Result<PathBuf> {
 
 /// A pyenv shim's root: a file in `<root>/shims` that runs `pyenv exec`.
 fn pyenv_shim_root(path: &Path) -> Option<PathBuf> {
-    let text = fs::read(path).ok().filter(|t| t.len() < 4096)?;
+    let mut text = Vec::new();
+    fs::File::open(path)
+        .ok()?
+        .take(4096)
+        .read_to_end(&mut text)
+        .ok()?;
+    if text.len() >= 4096 {
+        return None;
+    }
     let text = String::from_utf8(text).ok()?;
     if !text.starts_with("#!") || !text.contains("pyenv\" exec") {
         return None;
@@ -451,6 +460,7 @@ pub fn inspect(path: &Path) -> Result<Interpreter> {
         }
     }
 
+    check_is_python(&absolute)?;
     check_version(&absolute)?;
     let scratch = tempfile::NamedTempFile::new_in({
         crate::cache::create_private_dir(&dir)?;

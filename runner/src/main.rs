@@ -194,7 +194,12 @@ fn run_exec(cli: &Cli, strict: bool, command: &[OsString]) -> Result<u8> {
     let target = interpreter::resolve(program).map_err(|e| {
         e.context(Hinted("`sitegate exec` runs a Python interpreter or a console script whose `#!` line names one".into()))
     })?;
-    let interpreter = interpreter::inspect(&target.interpreter)?;
+    let interpreter = interpreter::inspect(&target.interpreter).map_err(|e| {
+        e.context(Hinted(
+            "`sitegate exec` runs CPython 3.8 to 3.14, or a console script whose `#!` line names it"
+                .into(),
+        ))
+    })?;
 
     // The interpreter reads its options from the `#!` line first, then the command line (for
     // a console script the command line holds the script's own arguments).

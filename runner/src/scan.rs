@@ -222,7 +222,11 @@ impl RecordIndex {
             if readable.is_err() {
                 continue;
             }
-            for row in record.lines() {
+            // Only hook files matter; most rows are not, and are passed over before splitting.
+            let rows = record
+                .lines()
+                .filter(|row| row.contains(".pth") || row.contains("customize.py"));
+            for row in rows {
                 let fields = split_csv_row(row);
                 let Some(file) = fields.first() else { continue };
                 let interesting = file.ends_with(".pth") || file.ends_with("customize.py");
