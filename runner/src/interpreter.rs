@@ -392,6 +392,9 @@ struct CachedFacts {
 }
 
 /// Environment variables that change what the introspection reports.
+///
+/// FIXME: `PYTHONHOME` is ignored by the `-I` introspection run but honoured by a start without
+/// `-E`, so with it set the predicted prefixes (and site directories) can be wrong.
 const FACT_VARIABLES: [&str; 7] = [
     "HOME",
     "PYTHONUSERBASE",

@@ -143,6 +143,8 @@ fn plan_body(scan: &Scan) -> Vec<u8> {
     out
 }
 
+// TODO: plans are never removed; every changed environment adds one file of roughly the size of
+// the compiled `site` plus its hook files, so the cache grows until pruned by hand.
 /// Writes the plan for a start into the cache (content-addressed, so an unchanged start
 /// reuses the same file) and returns its path.
 pub fn write_plan(interpreter: &Interpreter, scan: &Scan) -> Result<PathBuf> {

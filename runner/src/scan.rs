@@ -201,6 +201,9 @@ struct RecordIndex {
 }
 
 impl RecordIndex {
+    // TODO: only `*.dist-info/RECORD` is read; distributions installed as `*.egg-info` (common
+    // in Debian's dist-packages) list their files in `installed-files.txt`, so their hooks are
+    // reported as `unowned-hook`.
     fn add_site_dir(&mut self, site_dir: &Path, dir: &Dir) {
         let Ok(entries) = dir.entries() else { return };
         for entry in entries.flatten() {
@@ -508,6 +511,8 @@ impl Scanner<'_> {
             if kind == HookKind::PthCode && looks_obfuscated(line_text) {
                 signals.push(Signal::ObfuscatedHook);
             }
+            // TODO: only world-writable directories are flagged; a group-writable directory whose
+            // group has other members is as open, and is not reported yet.
             if let Some((target, true)) = &target {
                 let writable = std::fs::metadata(target)
                     .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o002 != 0);
