@@ -3,6 +3,7 @@
 
 mod attack;
 mod bad_input;
+mod cli;
 mod customize;
 mod differential;
 mod docs;
