@@ -6,7 +6,7 @@ use sitegate_tests::{pythons, run, OutputText, Sandbox};
 #[test]
 fn help_lists_commands_and_exit_statuses() {
     let sandbox = Sandbox::new();
-    let help = run(sandbox.sitegate().arg("--help"));
+    let help = run(sandbox.sitegate().arg("--help").env("COLUMNS", "100"));
     assert!(help.status.success());
     insta::assert_snapshot!("help", help.stdout_text());
 }
