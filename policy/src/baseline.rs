@@ -15,7 +15,73 @@ pub struct BaselineMatch {
     pub name: &'static str,
     /// The environment variables the hook reads and is granted.
     pub env: EnvGrant,
+    /// What must hold of the files the hook loads. A well-known line is only as good as the
+    /// module it imports: the entry allows the hook only when every requirement is verified.
+    pub requires: Vec<Requirement>,
 }
+
+/// A fact about the files a baseline hook loads, checked by whoever can read them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Requirement {
+    /// `file` (relative to the hook's site directory) is listed, with a hash that matches its
+    /// bytes, in the `RECORD` of the distribution that owns the hook file, which must be
+    /// `distribution` when one is named.
+    Recorded {
+        /// The distribution's normalised name, or `None` for the hook file's own owner.
+        distribution: Option<&'static str>,
+        /// The file, relative to the site directory.
+        file: String,
+    },
+    /// `file` (relative to the hook's site directory) has one of these SHA-256 hashes.
+    Pinned {
+        /// The file, relative to the site directory.
+        file: String,
+        /// The accepted hashes.
+        sha256: &'static [&'static str],
+    },
+    /// `package` in the hook's site directory is a namespace: no module, package or extension
+    /// of that name that would run code when imported.
+    Namespace {
+        /// The top-level package name.
+        package: String,
+    },
+    /// `module` is not importable from the predicted `sys.path`, or only from `dir`.
+    AbsentOrUnder {
+        /// The module name.
+        module: &'static str,
+        /// The one directory it may come from.
+        dir: &'static str,
+    },
+}
+
+impl std::fmt::Display for Requirement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Requirement::Recorded { distribution: Some(d), file } => {
+                write!(f, "`{file}` must be the file `{d}` installed (listed in its RECORD)")
+            }
+            Requirement::Recorded { distribution: None, file } => write!(
+                f,
+                "`{file}` must be the file the hook's own distribution installed (listed in its RECORD)"
+            ),
+            Requirement::Pinned { file, .. } => {
+                write!(f, "`{file}` must be a version the baseline knows")
+            }
+            Requirement::Namespace { package } => {
+                write!(f, "`{package}` must be a namespace directory, with no code of its own")
+            }
+            Requirement::AbsentOrUnder { module, dir } => {
+                write!(f, "`{module}` must be absent or come from `{dir}`")
+            }
+        }
+    }
+}
+
+/// `_virtualenv.py` as virtualenv 21.15.14 and uv 0.13.9 write it (for targets before 3.10).
+const VIRTUALENV_MODULE: [&str; 2] = [
+    "cfe56cafbd68fd31a0e87100f111d7d2f6b7157241096500013c07e88d80a22f",
+    "cfb3db86aaa53bb62b5ff764970bec2d71c9228590a0ebec57f6ec926cc0bf1a",
+];
 
 /// setuptools' `distutils-precedence.pth`: 50.1.0 to 59.x, then 60.2.0 onwards (same bytes in
 /// 65.5.0, Debian's 66.1.1 and 84.2.1).
@@ -28,16 +94,19 @@ const DISTUTILS_PRECEDENCE: [&str; 2] = [
 const DEBIAN_APPORT_SITECUSTOMIZE: &str =
     "43d81125d92376b1a69d53a71126a041cc9a18d8080e92dea0a2ae23be138b1e";
 
-/// Finds the baseline entry that covers a hook, if any.
+/// Finds the baseline entry that covers a hook, if any, with what must also hold of the files
+/// the hook loads before the entry may allow it.
 pub fn match_baseline(hook: &HookFacts<'_>) -> Option<BaselineMatch> {
-    let found = |name, env: &[&str]| {
+    let found = |name, env: &[&str], requires: Vec<Requirement>| {
         let names = env.iter().map(|n| n.to_string()).collect();
+        let env = EnvGrant {
+            names,
+            prefixes: Vec::new(),
+        };
         Some(BaselineMatch {
             name,
-            env: EnvGrant {
-                names,
-                prefixes: Vec::new(),
-            },
+            env,
+            requires,
         })
     };
     match hook.kind {
@@ -46,19 +115,39 @@ pub fn match_baseline(hook: &HookFacts<'_>) -> Option<BaselineMatch> {
             if hook.file_name == "distutils-precedence.pth"
                 && DISTUTILS_PRECEDENCE.contains(&hook.sha256)
             {
+                let shim = Requirement::Recorded {
+                    distribution: Some("setuptools"),
+                    file: "_distutils_hack/__init__.py".to_owned(),
+                };
                 return found(
                     "setuptools-distutils-precedence",
                     &["SETUPTOOLS_USE_DISTUTILS"],
+                    vec![shim],
                 );
             }
             if hook.file_name == "_virtualenv.pth" && line == "import _virtualenv" {
-                return found("virtualenv", &[]);
+                let module = Requirement::Pinned {
+                    file: "_virtualenv.py".to_owned(),
+                    sha256: &VIRTUALENV_MODULE,
+                };
+                return found("virtualenv", &[], vec![module]);
             }
-            if is_setuptools_editable_finder(hook.file_name, line) {
-                return found("setuptools-editable-finder", &[]);
+            if let Some(finder) = setuptools_editable_finder(hook.file_name, line) {
+                let module = Requirement::Recorded {
+                    distribution: None,
+                    file: format!("{finder}.py"),
+                };
+                return found("setuptools-editable-finder", &[], vec![module]);
             }
-            if hook.file_name.ends_with("-nspkg.pth") && is_setuptools_nspkg_line(line) {
-                return found("setuptools-nspkg", &[]);
+            if hook.file_name.ends_with("-nspkg.pth") {
+                if let Some(package) = setuptools_nspkg_package(line) {
+                    let top = package.split('.').next().unwrap_or(package).to_owned();
+                    return found(
+                        "setuptools-nspkg",
+                        &[],
+                        vec![Requirement::Namespace { package: top }],
+                    );
+                }
             }
             None
         }
@@ -66,49 +155,44 @@ pub fn match_baseline(hook: &HookFacts<'_>) -> Option<BaselineMatch> {
             if hook.file_name == "sitecustomize.py"
                 && hook.sha256 == DEBIAN_APPORT_SITECUSTOMIZE =>
         {
-            found("debian-apport-sitecustomize", &[])
+            let hook_module = Requirement::AbsentOrUnder {
+                module: "apport_python_hook",
+                dir: "/usr/lib/python3/dist-packages",
+            };
+            found("debian-apport-sitecustomize", &[], vec![hook_module])
         }
         _ => None,
     }
 }
 
 /// `import __editable___NAME_finder; __editable___NAME_finder.install()` in
-/// `__editable__.NAME.pth`, as setuptools' PEP 660 backend writes it (64.0.0 and later).
-fn is_setuptools_editable_finder(file_name: &str, line: &str) -> bool {
+/// `__editable__.NAME.pth`, as setuptools' PEP 660 backend writes it (64.0.0 and later): the
+/// finder module's name.
+fn setuptools_editable_finder<'a>(file_name: &str, line: &'a str) -> Option<&'a str> {
     if !file_name.starts_with("__editable__.") {
-        return false;
+        return None;
     }
-    let Some(rest) = line.strip_prefix("import ") else {
-        return false;
-    };
-    let Some((module, call)) = rest.split_once("; ") else {
-        return false;
-    };
+    let (module, call) = line.strip_prefix("import ")?.split_once("; ")?;
     let identifier = module
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '_');
-    identifier
+    let exact = identifier
         && module.starts_with("__editable___")
         && module.ends_with("_finder")
-        && call == format!("{module}.install()")
+        && call == format!("{module}.install()");
+    exact.then_some(module)
 }
 
 /// The one-line namespace-package template of setuptools' `namespaces.py`, for a package name
-/// taken from the line itself, compared whole.
-fn is_setuptools_nspkg_line(line: &str) -> bool {
-    let Some(start) = line.find("sys.modules.setdefault('") else {
-        return false;
-    };
-    let rest = &line[start + "sys.modules.setdefault('".len()..];
-    let Some(end) = rest.find('\'') else {
-        return false;
-    };
-    let package = &rest[..end];
+/// taken from the line itself, compared whole: the package's name.
+fn setuptools_nspkg_package(line: &str) -> Option<&str> {
+    let start = line.find("sys.modules.setdefault('")? + "sys.modules.setdefault('".len();
+    let package = &line[start..start + line[start..].find('\'')?];
     let valid = !package.is_empty()
         && package.split('.').all(|part| {
             !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         });
-    valid && line == nspkg_line(package)
+    (valid && line == nspkg_line(package)).then_some(package)
 }
 
 fn nspkg_line(package: &str) -> String {

@@ -82,9 +82,11 @@ fn rule_matches(rule: &Rule, hook: &HookFacts<'_>) -> bool {
         .file
         .as_deref()
         .is_none_or(|pattern| name_matches(pattern, hook.file_name));
+    // A file whose bytes differ from its RECORD is not that distribution's file any more.
     let owner = rule.owner.as_deref().is_none_or(|owner| {
         hook.owner
             .is_some_and(|o| normalise_distribution_name(&o.name) == owner)
+            && !hook.signals.contains(&Signal::HashMismatch)
     });
     let hash = rule
         .sha256

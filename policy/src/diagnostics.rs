@@ -58,6 +58,11 @@ pub const DIAGNOSTICS: &[Diagnostic] = &[
             "A sitecustomize or usercustomize module that no policy entry or baseline hook allows",
     },
     Diagnostic {
+        code: "unverified-baseline-hook",
+        class: DiagnosticClass::DenyReason,
+        summary: "A well-known hook line whose loaded module is not the one the baseline expects",
+    },
+    Diagnostic {
         code: "writable-path",
         class: DiagnosticClass::DenyReason,
         summary: "A path entry that other users can write to",

@@ -128,7 +128,7 @@ impl Grammar {
 
     /// Decodes, splits and classifies the bytes of one `.pth` file.
     pub fn parse(&self, bytes: &[u8], locale: LocaleCodec) -> Result<PthText, DecodeError> {
-        let (text, bom) = self.decode(bytes, locale)?;
+        let (text, bom, codec) = self.decode(bytes, locale)?;
         let lines = split_lines(&text, self.splitting)
             .into_iter()
             .enumerate()
@@ -145,24 +145,30 @@ impl Grammar {
         Ok(PthText {
             text,
             bom,
-            codec: locale,
+            codec,
             lines,
         })
     }
 
-    fn decode(&self, bytes: &[u8], locale: LocaleCodec) -> Result<(String, bool), DecodeError> {
+    /// Decodes as `site` does; also says whether a BOM was removed and which codec succeeded.
+    fn decode(
+        &self,
+        bytes: &[u8],
+        locale: LocaleCodec,
+    ) -> Result<(String, bool, LocaleCodec), DecodeError> {
         const BOM: &[u8] = b"\xef\xbb\xbf";
+        let utf8 = |bytes: &[u8]| std::str::from_utf8(bytes).map(str::to_owned).ok();
         let utf8_first = match self.decoding {
-            Decoding::Locale => return locale.decode(bytes).map(|text| (text, false)),
-            Decoding::Utf8ThenLocale => std::str::from_utf8(bytes).map(|t| (t.to_owned(), false)),
+            Decoding::Locale => None,
+            Decoding::Utf8ThenLocale => utf8(bytes).map(|t| (t, false)),
             Decoding::Utf8SigThenLocale => match bytes.strip_prefix(BOM) {
-                Some(rest) => std::str::from_utf8(rest).map(|t| (t.to_owned(), true)),
-                None => std::str::from_utf8(bytes).map(|t| (t.to_owned(), false)),
+                Some(rest) => utf8(rest).map(|t| (t, true)),
+                None => utf8(bytes).map(|t| (t, false)),
             },
         };
         match utf8_first {
-            Ok(decoded) => Ok(decoded),
-            Err(_) => locale.decode(bytes).map(|text| (text, false)),
+            Some((text, bom)) => Ok((text, bom, LocaleCodec::Utf8)),
+            None => locale.decode(bytes).map(|text| (text, false, locale)),
         }
     }
 
@@ -282,7 +288,7 @@ pub struct PthText {
     pub text: String,
     /// Whether the decoding removed a UTF-8 BOM.
     pub bom: bool,
-    /// The locale codec of the parse (used to encode a rewritten file).
+    /// The codec that decoded the file (used to encode a rewritten file).
     pub codec: LocaleCodec,
     /// Every line, in order.
     pub lines: Vec<PthLine>,
@@ -454,6 +460,25 @@ mod tests {
         let grammar = Grammar::for_version(PythonVersion::new(3, 13, 0));
         assert!(grammar.reads_file_name("a.pth"));
         assert!(!grammar.reads_file_name("a.pth.bak"));
+    }
+
+    #[test]
+    fn neutralising_reencodes_with_the_codec_that_decoded() {
+        let utf8 = "\u{e9}t\u{e9}\nimport x\n".as_bytes();
+        let modern = Grammar::for_version(PythonVersion::new(3, 13, 0));
+        let parsed = modern.parse(utf8, LocaleCodec::Ascii).expect("UTF-8 first");
+        assert_eq!(
+            parsed.neutralised(|l| l.kind == LineKind::Path),
+            b"\xc3\xa9t\xc3\xa9\n#\n".to_vec()
+        );
+        let old = Grammar::for_version(PythonVersion::new(3, 8, 18));
+        let latin = old
+            .parse(b"\xe9\nimport x\n", LocaleCodec::Latin1)
+            .expect("latin-1");
+        assert_eq!(
+            latin.neutralised(|l| l.kind == LineKind::Path),
+            b"\xe9\n#\n".to_vec()
+        );
     }
 
     #[test]

@@ -78,7 +78,7 @@ struct RawPyproject {
 
 #[derive(Deserialize)]
 struct RawTool {
-    sitegate: Option<toml::Value>,
+    sitegate: Option<RawPolicy>,
 }
 
 /// A grant of environment variables: exact names, or prefixes written `PREFIX_*`.
@@ -226,14 +226,11 @@ pub fn parse_policy(
         PolicyFormat::Pyproject => {
             let project: RawPyproject =
                 toml::from_str(text).map_err(|e| locate(e.span(), e.message().to_owned()))?;
-            let Some(table) = project.tool.and_then(|tool| tool.sitegate) else {
-                return Ok(None);
-            };
-            // Re-reading the sub-table loses positions, so its errors are located at the
-            // `[tool.sitegate]` header.
-            let header = text.find("[tool.sitegate").unwrap_or(0);
-            RawPolicy::deserialize(table)
-                .map_err(|e| locate(Some(header..header), format!("in [tool.sitegate]: {e}")))?
+            // Read straight from the document, so positions stay those of the file.
+            match project.tool.and_then(|tool| tool.sitegate) {
+                Some(policy) => policy,
+                None => return Ok(None),
+            }
         }
     };
 
@@ -488,6 +485,18 @@ mod tests {
             PolicyFormat::Pyproject,
         );
         assert_eq!(none, Ok(None));
+        let entries = "[project]\nname = \"x\"\n\n[tool.other]\nanything = 1\n\n\
+                       [[tool.sitegate.allow]]\nfile = \"a.pth\"\n\n[[tool.sitegate.deny]]\nfile = \"b.pth\"\n";
+        let read = parse_policy(entries, Path::new("p"), PolicyFormat::Pyproject)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (read.allow.len(), read.deny.len(), read.allow[0].origin.line),
+            (1, 1, 7)
+        );
+        let broken = "[tool.sitegate]\nbaseline = true\n\n[[tool.sitegate.allow]]\nflie = 1\n";
+        let error = parse_policy(broken, Path::new("p"), PolicyFormat::Pyproject).unwrap_err();
+        assert_eq!(error.problems[0].line, 5, "{:?}", error.problems);
         let some = parse_policy(
             "[tool.sitegate]\non-violation = \"fail\"\n",
             Path::new("p"),

@@ -11,6 +11,11 @@
  * consults this table before its own frozen standard library (3.11 and later) and before the
  * path finder (3.8 to 3.10), so the guarded `site` is the one imported.
  *
+ * It fails closed: when the plan is missing, unreadable, or made for another build of Python
+ * (compared by the full `sys.version` string), it puts an empty `site` entry in front instead.
+ * CPython then cannot import `site` and refuses to start (unless `-S` keeps it from importing
+ * `site` at all), so no start-up hook runs unverified.
+ *
  * It trusts the plan file, which sitegate wrote; it allocates once and never frees, because
  * the table must live as long as the process. It is C so that it loads into every process
  * (Python or not) with no dependency beyond libc, at a cost of one symbol lookup.
@@ -29,8 +34,11 @@ struct frozen_313 { const char *name; const unsigned char *code; int size; int i
 
 static const char MAGIC[] = "SITEGATE-PLAN 1\n";
 
-static void warn(const char *message, const char *detail) {
-    fprintf(stderr, "sitegate: %s%s; start-up hooks of this Python are not guarded\n", message, detail);
+static void refuse(const char *message, const char *detail) {
+    fprintf(stderr,
+            "sitegate: %s%s; this Python cannot start without its start-up guard: start it "
+            "through `sitegate exec`\n",
+            message, detail);
 }
 
 static unsigned char *read_plan(const char *path, size_t *size) {
@@ -57,13 +65,15 @@ static uint32_t little_endian(const unsigned char *bytes) {
     return (uint32_t)bytes[0] | (uint32_t)bytes[1] << 8 | (uint32_t)bytes[2] << 16 | (uint32_t)bytes[3] << 24;
 }
 
+/* Puts an entry named `site` (code NULL, which CPython reads as "excluded": importing it
+ * fails) or the guarded `site` in front of the interpreter's own table. */
 #define INSTALL(type, site_code, site_size)                                          \
     do {                                                                             \
         const struct type *old = (const struct type *)*table;                        \
         size_t count = 0;                                                            \
         while (old && old[count].name) count++;                                      \
         struct type *fresh = calloc(count + 2, sizeof(struct type));                 \
-        if (!fresh) return;                                                          \
+        if (!fresh) abort();                                                         \
         fresh[0].name = "site";                                                      \
         fresh[0].code = site_code;                                                   \
         fresh[0].size = (int)site_size;                                              \
@@ -71,35 +81,43 @@ static uint32_t little_endian(const unsigned char *bytes) {
         *table = fresh;                                                              \
     } while (0)
 
+static void install(const void **table, unsigned minor, const unsigned char *code, uint32_t size) {
+    if (minor <= 10) INSTALL(frozen_38, code, size);
+    else if (minor <= 12) INSTALL(frozen_311, code, size);
+    else INSTALL(frozen_313, code, size);
+}
+
 __attribute__((constructor)) static void sitegate_preload(void) {
     const void **table = dlsym(RTLD_DEFAULT, "PyImport_FrozenModules");
     const char *(*get_version)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "Py_GetVersion");
     if (!table || !get_version) return;
 
-    const char *plan_path = getenv("SITEGATE_PLAN");
-    if (!plan_path || !*plan_path) return;
-    size_t size = 0;
-    unsigned char *plan = read_plan(plan_path, &size);
-    size_t header = sizeof MAGIC - 1;
-    if (!plan || size < header + 12 || memcmp(plan, MAGIC, header) != 0) {
-        warn("cannot read the start-up plan ", plan_path);
-        return;
-    }
-    uint32_t major = little_endian(plan + header), minor = little_endian(plan + header + 4);
-    uint32_t code_size = little_endian(plan + header + 8);
-    if (code_size > size - header - 12) {
-        warn("the start-up plan is truncated: ", plan_path);
-        return;
-    }
-
+    const char *running = get_version();
     unsigned running_major = 0, running_minor = 0;
-    if (sscanf(get_version(), "%u.%u", &running_major, &running_minor) != 2 ||
-        running_major != major || running_minor != minor) {
-        warn("the start-up plan was made for another Python version than ", get_version());
+    if (sscanf(running, "%u.%u", &running_major, &running_minor) != 2) return;
+
+    const char *plan_path = getenv("SITEGATE_PLAN");
+    size_t size = 0;
+    unsigned char *plan = plan_path && *plan_path ? read_plan(plan_path, &size) : NULL;
+    size_t header = sizeof MAGIC - 1;
+    if (!plan || size < header + 16 || memcmp(plan, MAGIC, header) != 0) {
+        refuse("no readable start-up plan at ", plan_path ? plan_path : "(SITEGATE_PLAN is unset)");
+        install(table, running_minor, NULL, 0);
         return;
     }
-    const unsigned char *code = plan + header + 12;
-    if (minor <= 10) INSTALL(frozen_38, code, code_size);
-    else if (minor <= 12) INSTALL(frozen_311, code, code_size);
-    else INSTALL(frozen_313, code, code_size);
+    uint32_t code_size = little_endian(plan + header + 8);
+    uint32_t version_size = little_endian(plan + header + 12);
+    size_t code_at = header + 16 + (size_t)version_size;
+    if (version_size > size || code_size > size || code_at + code_size > size) {
+        refuse("the start-up plan is truncated: ", plan_path);
+        install(table, running_minor, NULL, 0);
+        return;
+    }
+    const char *planned = (const char *)plan + header + 16;
+    if (strlen(running) != version_size || memcmp(running, planned, version_size) != 0) {
+        refuse("the start-up plan was made for another build of Python than ", running);
+        install(table, running_minor, NULL, 0);
+        return;
+    }
+    install(table, running_minor, plan + code_at, code_size);
 }

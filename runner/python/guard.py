@@ -32,7 +32,8 @@ def __sitegate_guard(site_globals, site_file):
                 data = plan_file.read()
             header = data.index(b"\n", 0, 64) + 1
             code_size = int.from_bytes(data[header + 8 : header + 12], "little")
-            plan = marshal.loads(data[header + 12 + code_size :])
+            version_size = int.from_bytes(data[header + 12 : header + 16], "little")
+            plan = marshal.loads(data[header + 16 + version_size + code_size :])
         except Exception as error:
             warn("cannot read the start-up plan `%s` (%s); every hook is skipped" % (plan_path, error))
     else:
@@ -153,12 +154,11 @@ def __sitegate_guard(site_globals, site_file):
         site_globals["execsitecustomize"] = real_execsitecustomize
         site_globals["execusercustomize"] = real_execusercustomize
         if site_file is not None:
-            # Up to 3.10 `site` is imported from its source file; look like it.
+            # Up to 3.10 `site` is imported from its source file. It gets the file's names, but
+            # keeps its frozen spec and loader: `python -m site` (through `runpy`) must run this
+            # guarded code, not the unguarded file.
             bootstrap = sys.modules["_frozen_importlib_external"]
-            spec = bootstrap.spec_from_file_location("site", site_file)
-            site_globals["__spec__"] = spec
-            site_globals["__loader__"] = spec.loader
-            site_globals["__file__"] = spec.origin
-            site_globals["__cached__"] = spec.cached
+            site_globals["__file__"] = site_file
+            site_globals["__cached__"] = bootstrap.cache_from_source(site_file)
 
     return restore_site

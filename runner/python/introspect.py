@@ -83,6 +83,7 @@ except OSError:
 json.dump({
     "implementation": sys.implementation.name,
     "version": list(sys.version_info[:3]),
+    "build": sys.version,
     "executable": sys.executable,
     "prefix": sys.prefix,
     "base_prefix": sys.base_prefix,
@@ -93,7 +94,11 @@ json.dump({
     "user_site_allowed": site.ENABLE_USER_SITE is not False,
     "abiflags": getattr(sys, "abiflags", ""),
     "platlibdir": getattr(sys, "platlibdir", "lib"),
-    "locale_encoding": locale.getpreferredencoding(False),
+    # The locale's own codec (what `locale.getencoding()` reports from 3.11 on, ignoring UTF-8
+    # mode), and whether UTF-8 mode is on by itself (a C or POSIX locale) in this run, which
+    # ignores `PYTHONUTF8` because of `-I`.
+    "locale_encoding": locale.nl_langinfo(locale.CODESET),
+    "utf8_mode": bool(sys.flags.utf8_mode),
     "extension_suffixes": __import__("importlib.machinery").machinery.EXTENSION_SUFFIXES,
     "libpython": libpython,
     "site_py": site_path,

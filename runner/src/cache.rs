@@ -12,17 +12,19 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 /// The cache root: `SITEGATE_CACHE_DIR`, else `$XDG_CACHE_HOME/sitegate`, else
-/// `~/.cache/sitegate`.
+/// `~/.cache/sitegate`, made absolute (children started in another working directory must
+/// find the same files).
 pub fn cache_dir() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("SITEGATE_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir));
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir).join("sitegate"));
-    }
-    let home =
-        std::env::var_os("HOME").context("neither `SITEGATE_CACHE_DIR` nor `HOME` is set")?;
-    Ok(PathBuf::from(home).join(".cache").join("sitegate"))
+    let dir = if let Some(dir) = std::env::var_os("SITEGATE_CACHE_DIR").filter(|d| !d.is_empty()) {
+        PathBuf::from(dir)
+    } else if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        PathBuf::from(dir).join("sitegate")
+    } else {
+        let home =
+            std::env::var_os("HOME").context("neither `SITEGATE_CACHE_DIR` nor `HOME` is set")?;
+        PathBuf::from(home).join(".cache").join("sitegate")
+    };
+    Ok(std::path::absolute(dir)?)
 }
 
 /// Writes a file atomically (temporary file in the same directory, then rename), creating its
@@ -42,13 +44,27 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Creates a directory (and its parents) readable by its owner only.
+///
+/// A directory that exists already must belong to this user and be closed to others: plans
+/// and the preloaded library in a directory others can write to could be swapped.
 pub fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .with_context(|| format!("cannot create `{}`", dir.display()))
+        .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let meta = fs::metadata(dir)?;
+    // SAFETY: `geteuid` reads the process's effective user id and has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+        anyhow::bail!(
+            "`{}` belongs to another user or others can write to it; sitegate keeps its plans \
+             only where no one else can change them",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Lower-case hex SHA-256 of some bytes.

@@ -19,6 +19,8 @@ pub struct StartFlags {
     pub no_user_site: bool,
     /// `-S`.
     pub no_site: bool,
+    /// `-X utf8` (`Some(true)`) or `-X utf8=0` (`Some(false)`).
+    pub utf8_mode: Option<bool>,
 }
 
 impl StartFlags {
@@ -47,8 +49,18 @@ impl StartFlags {
                     b'S' => flags.no_site = true,
                     b'c' | b'm' => return flags,
                     b'W' | b'X' => {
-                        if index + 2 == bytes.len() {
-                            arguments.next();
+                        let value = if index + 2 == bytes.len() {
+                            arguments
+                                .next()
+                                .map(|v| v.as_bytes().to_vec())
+                                .unwrap_or_default()
+                        } else {
+                            bytes[index + 2..].to_vec()
+                        };
+                        if *option == b'X' && (value == b"utf8" || value == b"utf8=1") {
+                            flags.utf8_mode = Some(true);
+                        } else if *option == b'X' && value == b"utf8=0" {
+                            flags.utf8_mode = Some(false);
                         }
                         break;
                     }
@@ -81,7 +93,8 @@ mod tests {
                 isolated: true,
                 ignore_environment: true,
                 no_user_site: true,
-                no_site: false
+                no_site: false,
+                utf8_mode: None,
             }
         );
         assert_eq!(

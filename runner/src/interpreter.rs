@@ -280,7 +280,9 @@ fn read_version_file(file: &Path) -> Result<Vec<String>> {
         fs::read_to_string(file).with_context(|| format!("cannot read `{}`", file.display()))?;
     Ok(text
         .split_whitespace()
-        .filter(|w| !w.starts_with('#') && !w.contains(".."))
+        // As pyenv does, a version is a name inside `versions/`, never a path: an absolute or
+        // relative path in a checkout's `.python-version` would run any binary it names.
+        .filter(|w| !w.starts_with('#') && !w.contains("..") && !w.contains('/'))
         .map(str::to_owned)
         .collect())
 }
@@ -327,6 +329,8 @@ pub struct Facts {
     pub implementation: String,
     /// `sys.version_info[:3]`.
     pub version: [u32; 3],
+    /// `sys.version`, the full build string (`Py_GetVersion()`), which tells builds apart.
+    pub build: String,
     /// `sys.executable`.
     pub executable: PathBuf,
     /// `sys.prefix` after venv detection.
@@ -349,8 +353,10 @@ pub struct Facts {
     pub abiflags: String,
     /// `sys.platlibdir`.
     pub platlibdir: String,
-    /// The locale codec `site` falls back to.
+    /// The locale's own codec (`nl_langinfo(CODESET)`).
     pub locale_encoding: String,
+    /// Whether UTF-8 mode is on without options (a C or POSIX locale turns it on).
+    pub utf8_mode: bool,
     /// Suffixes of extension modules.
     pub extension_suffixes: Vec<String>,
     /// The `libpython` the interpreter maps, if it is not static.
@@ -365,10 +371,19 @@ impl Facts {
         PythonVersion::new(self.version[0], self.version[1], self.version[2])
     }
 
-    /// The codec `site` falls back to, if sitegate can reproduce it.
-    pub fn locale_codec(&self) -> Result<LocaleCodec> {
+    /// The codec `site` uses when UTF-8 is not tried or fails, if sitegate can reproduce it.
+    /// Up to 3.10 it is the preferred encoding, which UTF-8 mode turns into UTF-8; from 3.11
+    /// `encoding="locale"` and `locale.getencoding()` ignore UTF-8 mode.
+    pub fn locale_codec(&self, utf8_mode: Option<bool>) -> Result<LocaleCodec> {
+        if self.version[1] <= 10 && utf8_mode.unwrap_or(self.utf8_mode) {
+            return Ok(LocaleCodec::Utf8);
+        }
         LocaleCodec::from_python_name(&self.locale_encoding).with_context(|| {
-            format!("the locale encoding `{}` is not one sitegate can reproduce (UTF-8, ASCII, ISO-8859-1)", self.locale_encoding)
+            format!(
+                "the locale encoding `{}` is not one sitegate can reproduce (UTF-8, ASCII, \
+                 ISO-8859-1)",
+                self.locale_encoding
+            )
         })
     }
 }

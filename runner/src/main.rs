@@ -136,36 +136,38 @@ fn init_logging(verbose: u8) {
 /// The policy in force: `--policy`, else a trusted one found from the working directory,
 /// else the built-in defaults.
 fn load_policy(cli: &Cli) -> Result<Policy> {
-    let mut policy = if let Some(path) = &cli.policy {
-        settings::read_policy(path, settings::format_of(path))?.0
-    } else if let Some(found) = settings::find_policy(&std::env::current_dir()?) {
-        let (policy, sha256) = settings::read_policy(&found.path, found.format)?;
-        match settings::trust_of(&found.path, &sha256)? {
-            Trust::Trusted => policy,
-            trust => {
-                let why = if trust == Trust::Changed {
-                    "changed since it was trusted"
-                } else {
-                    "not trusted"
-                };
-                report::warning(
-                    "untrusted-policy",
-                    &format!("Ignoring policy `{}`: it is {why}", found.path.display()),
-                    Some(&format!(
-                        "review it, then run `sitegate trust {}`",
-                        found.path.display()
-                    )),
-                );
-                Policy::builtin()
-            }
-        }
-    } else {
-        Policy::builtin()
+    let mut policy = match &cli.policy {
+        Some(path) => settings::read_policy(path, settings::format_of(path))?.0,
+        None => found_policy()?,
     };
     if cli.no_baseline {
         policy.baseline = false;
     }
     Ok(policy)
+}
+
+/// The nearest policy found from the working directory that the user trusts. Untrusted or
+/// changed files are passed over with a warning (and not read as policies: an untrusted file
+/// can neither allow nor break anything), so that one dropped into a subdirectory cannot
+/// shadow a trusted one above it.
+fn found_policy() -> Result<Policy> {
+    for found in settings::find_policies(&std::env::current_dir()?) {
+        let (text, sha256) = settings::read_policy_text(&found.path)?;
+        let why = match settings::trust_of(&found.path, &sha256)? {
+            Trust::Trusted => return Ok(settings::check_policy(&text, &found.path, found.format)?),
+            Trust::Changed => "changed since it was trusted",
+            Trust::Unknown => "not trusted",
+        };
+        report::warning(
+            "untrusted-policy",
+            &format!("Ignoring policy `{}`: it is {why}", found.path.display()),
+            Some(&format!(
+                "review it, then run `sitegate trust {}`",
+                found.path.display()
+            )),
+        );
+    }
+    Ok(Policy::builtin())
 }
 
 fn run_scan(cli: &Cli, python: &OsString, format: Format) -> Result<u8> {
@@ -208,19 +210,19 @@ fn run_exec(cli: &Cli, strict: bool, command: &[OsString]) -> Result<u8> {
     } else {
         StartFlags::parse(&target.shebang_arguments)
     };
-    if flags.no_site {
-        // With `-S` the interpreter imports no `site`: there is nothing to enforce, and the
-        // program starts exactly as it would without sitegate.
-        return Err(start(&target, arguments, None));
-    }
+    // With `-S` the interpreter imports no `site`: nothing is enforced or reported for this
+    // start, but the plan is still handed over for its children and for an explicit
+    // `site.main()`.
+    let quiet = flags.no_site;
     let scan = scan::scan(
         &interpreter,
         &StartContext::from_environment(flags),
         &policy,
     )?;
-    if let Some(file) = scan
-        .files
-        .iter()
+    if let Some(file) = (!quiet)
+        .then_some(&scan.files)
+        .into_iter()
+        .flatten()
         .find(|f| matches!(f.state, FileState::Undecodable(_)))
     {
         let FileState::Undecodable(error) = &file.state else {
@@ -231,6 +233,10 @@ fn run_exec(cli: &Cli, strict: bool, command: &[OsString]) -> Result<u8> {
             file.path.display()
         )
         .context(Hinted("remove the file or re-encode it as UTF-8".into())));
+    }
+    if quiet {
+        let plan = plan::write_plan(&interpreter, &scan)?;
+        return Err(start(&target, arguments, Some(&plan)));
     }
     report::denials(&scan);
     let denied = scan
@@ -297,9 +303,12 @@ fn run_trust(file: Option<&std::path::Path>) -> Result<u8> {
     let (path, format) = match file {
         Some(path) => (path.to_owned(), settings::format_of(path)),
         None => {
-            let found = settings::find_policy(&std::env::current_dir()?).context(
-                "no `sitegate.toml` or `pyproject.toml` with `[tool.sitegate]` here or above",
-            )?;
+            let found = settings::find_policies(&std::env::current_dir()?)
+                .into_iter()
+                .next()
+                .context(
+                    "no `sitegate.toml` or `pyproject.toml` with `[tool.sitegate]` here or above",
+                )?;
             (found.path, found.format)
         }
     };

@@ -7,14 +7,15 @@
 //! `sitecustomize`/`usercustomize`. A file changed after the scan changes nothing: `site` reads
 //! the plan's bytes, not the file.
 //!
-//! Layout: the header line `SITEGATE-PLAN 1\n`, the target's major and minor version and the
-//! size of the compiled `site` module (three little-endian `u32`), the compiled module, then
-//! the plan itself in Python's `marshal` format (readable by `marshal.loads` on every version
-//! without importing anything).
+//! Layout: the header line `SITEGATE-PLAN 1\n`; four little-endian `u32`: the target's major
+//! and minor version, the size of the compiled `site` module and the size of the build string;
+//! the build string (`sys.version`, compared whole by the preloaded library); the compiled
+//! module; then the plan itself in Python's `marshal` format (readable by `marshal.loads` on
+//! every version without importing anything).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sitegate_policy::{EnvGrant, LineKind, Verdict};
 
 use crate::cache::{cache_dir, sha256_hex, write_atomically};
@@ -153,7 +154,10 @@ pub fn write_plan(interpreter: &Interpreter, scan: &Scan) -> Result<PathBuf> {
     let mut bytes = MAGIC.to_vec();
     bytes.extend_from_slice(&major.to_le_bytes());
     bytes.extend_from_slice(&minor.to_le_bytes());
+    let build = interpreter.facts.build.as_bytes();
     bytes.extend_from_slice(&(code.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&(build.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(build);
     bytes.extend_from_slice(&code);
     bytes.extend_from_slice(&plan_body(scan));
     let path = cache_dir()?
@@ -168,13 +172,43 @@ pub fn write_plan(interpreter: &Interpreter, scan: &Scan) -> Result<PathBuf> {
 /// The preloaded library, built with the binary.
 const PRELOAD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libsitegate_preload.so"));
 
-/// Writes the preloaded library into the cache if it is not there with the same bytes.
+/// Writes the preloaded library into the cache if it is not there with the same bytes, and
+/// checks that the dynamic loader will load it from there.
 pub fn preload_library() -> Result<PathBuf> {
     let path = cache_dir()?
         .join("preload")
         .join(format!("{}.so", &sha256_hex(PRELOAD)[..16]));
+    // `LD_PRELOAD` splits at spaces and colons: such a path would load something else, or
+    // nothing, and leave the interpreter unguarded.
+    if path.to_string_lossy().contains([' ', ':', '\t', '\n']) {
+        bail!(
+            "the cache path `{}` contains a space or colon, which `LD_PRELOAD` cannot carry; \
+             set `SITEGATE_CACHE_DIR` to a path without them",
+            path.display()
+        );
+    }
     if std::fs::read(&path).ok().as_deref() != Some(PRELOAD) {
         write_atomically(&path, PRELOAD)?;
     }
+    if mounted_noexec(&path) {
+        bail!(
+            "the cache `{}` is on a file system mounted `noexec`, where the dynamic loader \
+             cannot load sitegate's library; set `SITEGATE_CACHE_DIR` to another file system",
+            path.display()
+        );
+    }
     Ok(path)
+}
+
+fn mounted_noexec(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return true;
+    };
+    let mut info = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c_path` is a valid NUL-terminated string and `info` is large enough for the
+    // structure `statvfs` fills; it is read only when the call succeeds.
+    let status = unsafe { libc::statvfs(c_path.as_ptr(), info.as_mut_ptr()) };
+    // SAFETY: `statvfs` returned 0, so it filled `info`.
+    status == 0 && unsafe { info.assume_init() }.f_flag & libc::ST_NOEXEC != 0
 }

@@ -23,8 +23,10 @@ use anyhow::Result;
 use base64::Engine;
 use cap_std::fs::Dir;
 use sha2::{Digest, Sha256};
+use sitegate_policy::baseline::{match_baseline, Requirement};
 use sitegate_policy::grammar::DecodeError;
 use sitegate_policy::hook::looks_obfuscated;
+use sitegate_policy::model::normalise_distribution_name;
 use sitegate_policy::{
     decide, Decision, Grammar, HookFacts, HookKind, LineKind, Owner, Policy, PthText, Signal,
     Verdict,
@@ -198,6 +200,8 @@ fn python_name_order(name: &[u8]) -> Vec<u32> {
 #[derive(Default)]
 struct RecordIndex {
     claims: HashMap<PathBuf, (Owner, Option<String>)>,
+    /// Every distribution seen: its owner, site directory and `RECORD` (relative to it).
+    records: Vec<(Owner, PathBuf, PathBuf)>,
 }
 
 impl RecordIndex {
@@ -225,6 +229,9 @@ impl RecordIndex {
             if readable.is_err() {
                 continue;
             }
+            let record_path = Path::new(&name).join("RECORD");
+            self.records
+                .push((owner.clone(), site_dir.to_owned(), record_path));
             // Only hook files matter; most rows are not, and are passed over before splitting.
             let rows = record
                 .lines()
@@ -274,6 +281,20 @@ pub struct StartContext<'a> {
     pub pythonpath: Option<&'a std::ffi::OsStr>,
     /// `PYTHONNOUSERSITE`, if set and non-empty.
     pub no_user_site_variable: bool,
+    /// `PYTHONUTF8`, if set and non-empty.
+    pub utf8_variable: Option<String>,
+}
+
+impl StartContext<'_> {
+    /// UTF-8 mode as the options and the environment set it, if they do.
+    fn utf8_mode(&self) -> Option<bool> {
+        self.flags.utf8_mode.or(
+            match (self.flags.reads_environment(), &self.utf8_variable) {
+                (true, Some(value)) => Some(value == "1"),
+                _ => None,
+            },
+        )
+    }
 }
 
 impl StartContext<'static> {
@@ -287,12 +308,14 @@ impl StartContext<'static> {
             pythonpath: pythonpath.as_deref(),
             no_user_site_variable: std::env::var_os("PYTHONNOUSERSITE")
                 .is_some_and(|v| !v.is_empty()),
+            utf8_variable: std::env::var("PYTHONUTF8").ok().filter(|v| !v.is_empty()),
         }
     }
 }
 
 struct Scanner<'a> {
     grammar: Grammar,
+    extension_suffixes: Vec<String>,
     codec: sitegate_policy::LocaleCodec,
     policy: &'a Policy,
     records: RecordIndex,
@@ -309,7 +332,8 @@ pub fn scan(
     let facts = &interpreter.facts;
     let mut scanner = Scanner {
         grammar: Grammar::for_version(facts.python_version()),
-        codec: facts.locale_codec()?,
+        extension_suffixes: facts.extension_suffixes.clone(),
+        codec: facts.locale_codec(context.utf8_mode())?,
         policy,
         records: RecordIndex::default(),
         known: HashSet::new(),
@@ -436,16 +460,30 @@ impl Scanner<'_> {
         name: &Path,
     ) -> Result<(PthText, String), FileState> {
         let unreadable = |e: std::io::Error| FileState::Unreadable(e.to_string());
-        let mut file = open_file(dir, dir_path, name).map_err(unreadable)?;
+        // Checked before opening: opening a FIFO would block until a writer appears.
+        let regular = std::fs::metadata(dir_path.join(name)).map_err(unreadable)?;
+        if !regular.is_file() && !regular.is_dir() {
+            return Err(FileState::Unreadable("it is not a regular file".to_owned()));
+        }
+        let file = open_file(dir, dir_path, name).map_err(unreadable)?;
         let meta = file.metadata().map_err(unreadable)?;
         if meta.is_dir() {
             return Err(FileState::Unreadable("it is a directory".to_owned()));
+        }
+        // A FIFO or device would block or never end; CPython would hang on a FIFO too.
+        if !meta.is_file() {
+            return Err(FileState::Unreadable("it is not a regular file".to_owned()));
         }
         if meta.len() > MAX_HOOK_FILE_BYTES {
             return Err(FileState::Oversized(meta.len()));
         }
         let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.read_to_end(&mut bytes).map_err(unreadable)?;
+        file.take(MAX_HOOK_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(unreadable)?;
+        if bytes.len() as u64 > MAX_HOOK_FILE_BYTES {
+            return Err(FileState::Oversized(bytes.len() as u64));
+        }
         let hash = hex(&Sha256::digest(&bytes));
         let text = self
             .grammar
@@ -513,10 +551,8 @@ impl Scanner<'_> {
             }
             // TODO: only world-writable directories are flagged; a group-writable directory whose
             // group has other members is as open, and is not reported yet.
-            if let Some((target, true)) = &target {
-                let writable = std::fs::metadata(target)
-                    .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o002 != 0);
-                if writable {
+            if let Some((target, _)) = &target {
+                if others_can_write(target) {
                     signals.push(Signal::WritablePath);
                 }
             }
@@ -529,7 +565,7 @@ impl Scanner<'_> {
                 owner: owner.as_ref(),
                 signals: &signals,
             };
-            let decision = decide(&facts, self.policy);
+            let decision = self.verify_baseline(&facts, decide(&facts, self.policy), site_dir);
             if let (Some((target, true)), Verdict::Allowed) = (&target, decision.verdict) {
                 if self.known.insert(target.clone()) {
                     self.scan.predicted_path.push(target.clone());
@@ -634,7 +670,7 @@ impl Scanner<'_> {
                     owner: owner.as_ref(),
                     signals: &signals,
                 };
-                decide(&facts, self.policy)
+                self.verify_baseline(&facts, decide(&facts, self.policy), entry)
             }
         };
         if decision.verdict == Verdict::Allowed {
@@ -655,6 +691,145 @@ impl Scanner<'_> {
             signals,
             decision,
         });
+    }
+}
+
+/// Whether users other than the owner can put a directory at this path, or write into the
+/// directory there: a world-writable directory, or (for a path that does not exist yet) a
+/// world-writable nearest existing ancestor.
+fn others_can_write(target: &Path) -> bool {
+    let mut path = Some(target);
+    while let Some(current) = path {
+        if let Ok(meta) = std::fs::metadata(current) {
+            return meta.is_dir() && meta.permissions().mode() & 0o002 != 0;
+        }
+        path = current.parent();
+    }
+    false
+}
+
+impl Scanner<'_> {
+    /// A baseline entry allows a well-known line only if the files that line loads are what the
+    /// entry expects; otherwise the hook is denied with `unverified-baseline-hook`.
+    fn verify_baseline(
+        &self,
+        facts: &HookFacts<'_>,
+        decision: Decision,
+        site_dir: &Path,
+    ) -> Decision {
+        if decision.reason != "baseline-hook" {
+            return decision;
+        }
+        let Some(found) = match_baseline(facts) else {
+            return decision;
+        };
+        match found
+            .requires
+            .iter()
+            .find(|r| !self.requirement_holds(r, facts, site_dir))
+        {
+            None => decision,
+            Some(failed) => Decision {
+                verdict: Verdict::Denied,
+                reason: "unverified-baseline-hook",
+                message: format!(
+                    "It looks like the baseline hook `{}`, but {failed}",
+                    found.name
+                ),
+                mode: None,
+                env: Default::default(),
+                rule: None,
+            },
+        }
+    }
+
+    fn requirement_holds(
+        &self,
+        requirement: &Requirement,
+        facts: &HookFacts<'_>,
+        site_dir: &Path,
+    ) -> bool {
+        let file_hash = |file: &str| -> Option<Vec<u8>> {
+            let dir = open_dir(site_dir).ok()?;
+            let mut bytes = Vec::new();
+            let file = open_file(&dir, site_dir, Path::new(file)).ok()?;
+            file.take(MAX_HOOK_FILE_BYTES)
+                .read_to_end(&mut bytes)
+                .ok()?;
+            Some(Sha256::digest(&bytes).to_vec())
+        };
+        match requirement {
+            Requirement::Recorded { distribution, file } => {
+                let Some(owner) = facts.owner else {
+                    return false;
+                };
+                let owner_name = normalise_distribution_name(&owner.name);
+                if facts.signals.contains(&Signal::HashMismatch)
+                    || distribution.is_some_and(|d| d != owner_name)
+                {
+                    return false;
+                }
+                let Some(actual) = file_hash(file) else {
+                    return false;
+                };
+                let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(actual);
+                self.records
+                    .records
+                    .iter()
+                    .filter(|(o, dir, _)| o == owner && dir == site_dir)
+                    .any(|(_, dir, record)| {
+                        let mut text = String::new();
+                        let read = open_dir(dir)
+                            .and_then(|d| d.open(record))
+                            .and_then(|f| f.take(MAX_HOOK_FILE_BYTES).read_to_string(&mut text));
+                        read.is_ok()
+                            && text.lines().map(split_csv_row).any(|row| {
+                                row.first().is_some_and(|f| f == file)
+                                    && row.get(1).and_then(|h| h.strip_prefix("sha256="))
+                                        == Some(expected.as_str())
+                            })
+                    })
+            }
+            Requirement::Pinned { file, sha256 } => {
+                file_hash(file).is_some_and(|actual| sha256.contains(&hex(&actual).as_str()))
+            }
+            Requirement::Namespace { package } => {
+                let Ok(dir) = open_dir(site_dir) else {
+                    return false;
+                };
+                let code_of_its_own = |name: &str| dir.metadata(name).is_ok();
+                let mut names = vec![
+                    format!("{package}.py"),
+                    format!("{package}.pyc"),
+                    format!("{package}/__init__.py"),
+                    format!("{package}/__init__.pyc"),
+                ];
+                for suffix in &self.extension_suffixes {
+                    names.push(format!("{package}{suffix}"));
+                    names.push(format!("{package}/__init__{suffix}"));
+                }
+                !names.iter().any(|name| code_of_its_own(name))
+            }
+            Requirement::AbsentOrUnder { module, dir } => {
+                let found = self.scan.predicted_path.iter().find(|entry| {
+                    let Ok(handle) = open_dir(entry) else {
+                        return false;
+                    };
+                    let mut names = vec![
+                        format!("{module}.py"),
+                        format!("{module}.pyc"),
+                        format!("{module}/__init__.py"),
+                    ];
+                    names.extend(
+                        self.extension_suffixes
+                            .iter()
+                            .map(|s| format!("{module}{s}")),
+                    );
+                    names.iter().any(|name| handle.metadata(name).is_ok())
+                });
+                found.is_none_or(|entry| entry == Path::new(dir))
+            }
+        }
     }
 }
 

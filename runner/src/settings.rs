@@ -24,28 +24,28 @@ pub struct FoundPolicy {
     pub format: PolicyFormat,
 }
 
-/// Walks up from a directory to the first `sitegate.toml`, or `pyproject.toml` holding
-/// `[tool.sitegate]`.
-pub fn find_policy(start: &Path) -> Option<FoundPolicy> {
+/// Every `sitegate.toml`, or `pyproject.toml` holding `[tool.sitegate]`, from a directory up
+/// to the root, nearest first (at most one per directory, `sitegate.toml` first).
+pub fn find_policies(start: &Path) -> Vec<FoundPolicy> {
+    let mut found = Vec::new();
     let mut dir = Some(start);
     while let Some(current) = dir {
         let own = current.join("sitegate.toml");
+        let pyproject = current.join("pyproject.toml");
         if own.is_file() {
-            return Some(FoundPolicy {
+            found.push(FoundPolicy {
                 path: own,
                 format: PolicyFormat::SitegateToml,
             });
-        }
-        let pyproject = current.join("pyproject.toml");
-        if std::fs::read_to_string(&pyproject).is_ok_and(|t| t.contains("[tool.sitegate")) {
-            return Some(FoundPolicy {
+        } else if std::fs::read_to_string(&pyproject).is_ok_and(|t| t.contains("[tool.sitegate")) {
+            found.push(FoundPolicy {
                 path: pyproject,
                 format: PolicyFormat::Pyproject,
             });
         }
         dir = current.parent();
     }
-    None
+    found
 }
 
 /// The format a named policy file is read in.
@@ -66,6 +66,23 @@ pub enum PolicyLoadError {
     /// The file has problems.
     #[error(transparent)]
     Invalid(#[from] PolicyError),
+}
+
+/// Reads a policy file's text and its SHA-256, without checking it.
+pub fn read_policy_text(path: &Path) -> Result<(String, String), PolicyLoadError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| PolicyLoadError::Read(path.to_owned(), e))?;
+    let sha256 = sha256_hex(text.as_bytes());
+    Ok((text, sha256))
+}
+
+/// Checks a policy file's text.
+pub fn check_policy(
+    text: &str,
+    path: &Path,
+    format: PolicyFormat,
+) -> Result<Policy, PolicyLoadError> {
+    Ok(parse_policy(text, path, format)?.unwrap_or_else(Policy::builtin))
 }
 
 /// Reads and checks a policy file.

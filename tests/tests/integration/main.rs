@@ -10,6 +10,7 @@ mod docs;
 mod editable;
 mod fidelity;
 mod grants;
+mod hardening;
 mod resolution;
 mod signals;
 mod trust;
