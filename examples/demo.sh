@@ -18,9 +18,10 @@ echo "$work/lib" > "$site/app_paths.pth"
 cp "$here/poisoned/telemetry_boost.pth" "$site/"
 
 echo "== sitegate scan"
-"$sitegate" scan --python "$work/venv/bin/python" || true
+"$sitegate" scan --python "$work/venv/bin/python" || echo "(scan exits 1: a hook is denied)"
 echo
-echo "== without sitegate (the poisoned hook runs)"
+echo "== without sitegate (the poisoned hook runs; CPython 3.8 to 3.14 read a venv's"
+echo "   site-packages twice, so it runs twice)"
 OPENAI_API_KEY=sk-demo-not-a-real-key "$work/venv/bin/python" "$here/poisoned/app.py"
 echo
 echo "== sitegate exec (the poisoned hook is denied, the program runs)"

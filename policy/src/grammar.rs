@@ -198,6 +198,16 @@ pub enum LocaleCodec {
     Latin1,
 }
 
+impl fmt::Display for LocaleCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LocaleCodec::Utf8 => "UTF-8",
+            LocaleCodec::Ascii => "ASCII",
+            LocaleCodec::Latin1 => "ISO-8859-1",
+        })
+    }
+}
+
 impl LocaleCodec {
     /// Maps a codec name as `locale.getpreferredencoding(False)` reports it.
     pub fn from_python_name(name: &str) -> Option<LocaleCodec> {
@@ -247,7 +257,7 @@ impl LocaleCodec {
 /// A `.pth` file that no codec the interpreter tries can decode. CPython aborts its start-up
 /// with `Fatal Python error: init_import_site` on such a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("bytes at offset {offset} are not valid in the {codec:?} codec")]
+#[error("bytes at offset {offset} are not valid {codec}")]
 pub struct DecodeError {
     /// The byte offset of the first undecodable byte, in the last codec tried.
     pub offset: usize,

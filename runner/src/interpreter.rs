@@ -469,6 +469,10 @@ pub fn inspect(path: &Path) -> Result<Interpreter> {
             let site_same = file_identity(&cached.facts.site_py).ok().as_ref()
                 == Some(&cached.site_py_identity);
             if libpython_same && site_same && site_code.is_file() {
+                tracing::info!(
+                    "interpreter facts of `{}` from the cache",
+                    absolute.display()
+                );
                 return Ok(Interpreter {
                     path: absolute,
                     facts: cached.facts,
@@ -478,6 +482,7 @@ pub fn inspect(path: &Path) -> Result<Interpreter> {
         }
     }
 
+    tracing::info!("learning the facts of `{}`", absolute.display());
     check_is_python(&absolute)?;
     check_version(&absolute)?;
     let scratch = tempfile::NamedTempFile::new_in({

@@ -93,7 +93,7 @@ fn main() -> ExitCode {
     let (failure_status, result) = match &cli.command {
         Command::Scan { python, format } => (2, run_scan(&cli, python, *format)),
         Command::Exec { strict, command } => (3, run_exec(&cli, *strict, command)),
-        Command::Trust { file } => (2, run_trust(file.as_deref())),
+        Command::Trust { file } => (2, run_trust(file.as_deref().or(cli.policy.as_deref()))),
     };
     match result {
         Ok(status) => ExitCode::from(status),
@@ -154,7 +154,10 @@ fn found_policy() -> Result<Policy> {
     for found in settings::find_policies(&std::env::current_dir()?) {
         let (text, sha256) = settings::read_policy_text(&found.path)?;
         let why = match settings::trust_of(&found.path, &sha256)? {
-            Trust::Trusted => return Ok(settings::check_policy(&text, &found.path, found.format)?),
+            Trust::Trusted => {
+                tracing::info!("policy `{}` (trusted)", found.path.display());
+                return Ok(settings::check_policy(&text, &found.path, found.format)?);
+            }
             Trust::Changed => "changed since it was trusted",
             Trust::Unknown => "not trusted",
         };
@@ -249,7 +252,7 @@ fn run_exec(cli: &Cli, strict: bool, command: &[OsString]) -> Result<u8> {
             .any(|f| matches!(f.state, FileState::Oversized(_)));
     if denied && (strict || policy.on_violation == OnViolation::Fail) {
         return Err(anyhow!(
-            "Refusing to start: hooks were denied and the policy says `on-violation = \"fail\"`"
+            "Refusing to start: hooks were denied and `--strict` or `on-violation = \"fail\"` is in force"
         )
         .context(Hinted(
             "allow the hooks above in the policy, or remove them, then start again".into(),
@@ -257,6 +260,7 @@ fn run_exec(cli: &Cli, strict: bool, command: &[OsString]) -> Result<u8> {
     }
 
     let plan = plan::write_plan(&interpreter, &scan)?;
+    tracing::info!("plan `{}`", plan.display());
     Err(start(&target, arguments, Some(&plan)))
 }
 

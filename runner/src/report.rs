@@ -81,54 +81,95 @@ pub fn denials(scan: &Scan) {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let hint = match hook.decision.reason {
-            "unverifiable-module" | "unreadable-hook-file" | "oversized-hook-file" => None,
-            _ => Some(format!(
-                "to allow it, add `[[allow]]` with `file = \"{file_name}\"` and `sha256 = \"{}\"` to a trusted `sitegate.toml`",
-                hook.sha256
-            )),
+        let hint = denial_hint(hook, &file_name);
+        let signals: Vec<&str> = hook.signals.iter().map(|s| s.code()).collect();
+        let signals = if signals.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", signals.join(", "))
         };
         warning(
             hook.decision.reason,
             &format!(
-                "Denied {} hook `{}` (owner: {}): {}",
+                "Denied {} hook `{}` (owner: {}){signals}: {}",
                 hook.kind,
-                location(hook),
-                owner_text(hook),
+                printable(&location(hook)),
+                printable(&owner_text(hook)),
                 hook.decision.message
             ),
             hint.as_deref(),
         );
     }
     for file in &scan.files {
-        match &file.state {
-            FileState::Parsed(_) => {}
-            FileState::Unreadable(why) => warning(
-                "unreadable-hook-file",
-                &format!(
-                    "Skipped `{}`: {why}; CPython skips it too",
-                    file.path.display()
-                ),
-                None,
-            ),
-            FileState::Oversized(size) => warning(
-                "oversized-hook-file",
-                &format!(
-                    "Denied `{}` as a whole: it has {size} bytes, more than sitegate reads",
-                    file.path.display()
-                ),
-                Some("a `.pth` file this large is not one a package ships; look at what wrote it"),
-            ),
-            FileState::Undecodable(error) => warning(
-                "undecodable-pth",
-                &format!(
-                    "`{}` cannot be decoded: {error}; CPython aborts its start on this file",
-                    file.path.display()
-                ),
-                Some("remove or re-encode the file as UTF-8"),
-            ),
+        if let Some((code, message, hint)) = file_problem(file) {
+            warning(code, &message, hint);
         }
     }
+}
+
+/// What to do about a denied hook, by the reason it was denied.
+fn denial_hint(hook: &Hook, file_name: &str) -> Option<String> {
+    let allow = format!(
+        "if you trust it, add to a trusted `sitegate.toml`: `[[allow]]` `file = \"{}\"` `sha256 = \"{}\"`",
+        printable(file_name),
+        hook.sha256
+    );
+    match hook.decision.reason {
+        "unverifiable-module" | "unreadable-hook-file" | "oversized-hook-file" => None,
+        "policy-deny" => hook
+            .decision
+            .rule
+            .as_ref()
+            .map(|rule| format!("the `[[deny]]` entry at `{rule}` decides this")),
+        _ if hook
+            .signals
+            .contains(&sitegate_policy::Signal::HashMismatch) =>
+        {
+            Some(format!(
+                "the file differs from what {} installed; reinstall it rather than allow it",
+                printable(&owner_text(hook))
+            ))
+        }
+        _ => Some(allow),
+    }
+}
+
+/// A problem with a whole file, for people: code, message and hint.
+fn file_problem(
+    file: &crate::scan::PthFile,
+) -> Option<(&'static str, String, Option<&'static str>)> {
+    let path = printable(&file.path.display().to_string());
+    match &file.state {
+        FileState::Parsed(_) => None,
+        FileState::Unreadable(why) => Some((
+            "unreadable-hook-file",
+            format!("Skipped `{path}`: {why}; CPython skips it too"),
+            None,
+        )),
+        FileState::Oversized(size) => Some((
+            "oversized-hook-file",
+            format!("Denied `{path}` as a whole: it has {size} bytes, more than sitegate reads"),
+            Some("a `.pth` file this large is not one a package ships; look at what wrote it"),
+        )),
+        FileState::Undecodable(error) => Some((
+            "undecodable-pth",
+            format!("`{path}` cannot be decoded: {error}; CPython aborts its start on this file"),
+            Some("remove or re-encode the file as UTF-8"),
+        )),
+    }
+}
+
+/// Text with control characters escaped, so that a file name cannot rewrite the terminal.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The JSON document of a scan.
@@ -211,14 +252,23 @@ pub fn table(interpreter: &Interpreter, scan: &Scan) {
             hook.decision.verdict.code(),
             hook.kind.code(),
             hook.decision.reason,
-            owner_text(hook),
-            location(hook)
+            printable(&owner_text(hook)),
+            printable(&location(hook))
         );
         if !hook.signals.is_empty() {
             let signals: Vec<_> = hook.signals.iter().map(|s| s.code()).collect();
             line.push_str(&format!(" [{}]", signals.join(", ")));
         }
         let _ = writeln!(out, "{line}");
+    }
+    for file in &scan.files {
+        if let Some((code, message, _)) = file_problem(file) {
+            let _ = writeln!(
+                out,
+                "{:<8} {:<14} {code:<24} {:<20} {message}",
+                "problem", "file", ""
+            );
+        }
     }
     let denied = scan
         .hooks
