@@ -33,7 +33,7 @@ fi
 # guest module's top level ran, and nothing of the build machine's environment may end up in
 # that snapshot.
 mkdir -p "$(dirname "$output")"
-env -i PATH="$PATH" HOME="$PWD/target/sandbox" \
+env -i PATH="$PATH" HOME="$PWD/target/sandbox" PYTHONDONTWRITEBYTECODE=1 \
     "$tools/bin/componentize-py" -d wit -w sitegate:sandbox/hook-sandbox@0.1.0 \
     componentize -p wit/guest guest -o "$output.partial"
 mv "$output.partial" "$output"

@@ -478,10 +478,19 @@ def _site_has_native(site_dir, name):
     )
 
 
-def _run_hook(request):
+def _compile_hook(request):
+    """The hook's code, compiled before the recorder starts so that only the hook's own
+    `compile` calls are recorded as dynamic code."""
     path = os.path.join(request.site_dir, request.file_name)
     if request.kind == wit.HookKind.PTH_LINE:
-        import site
+        return compile(request.source, "<string>", "exec")
+    return compile(request.source, path, "exec")
+
+
+def _run_hook(request, code):
+    path = os.path.join(request.site_dir, request.file_name)
+    if request.kind == wit.HookKind.PTH_LINE:
+        site = sys.modules["site"]
 
         # `site.addpackage` runs the line with `exec(line)` in its own frame: these are the
         # names that frame holds.
@@ -494,15 +503,13 @@ def _run_hook(request):
             "n": request.line,
             "line": request.source,
         }
-        exec(request.source, vars(site), frame)
+        exec(code, vars(site), frame)
     else:
-        import types
-
         name = "sitecustomize" if request.kind == wit.HookKind.SITECUSTOMIZE else "usercustomize"
-        module = types.ModuleType(name)
+        module = type(sys)(name)
         module.__file__ = path
         sys.modules[name] = module
-        exec(compile(request.source, path, "exec"), vars(module))
+        exec(code, vars(module))
 
 
 class Evaluation(exports.Evaluation):
@@ -536,10 +543,16 @@ class Evaluation(exports.Evaluation):
         outcome = wit.Outcome_Completed()
 
         saved_streams = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = stdout, stderr
-        recorder.active = True
         try:
-            _run_hook(request)
+            code = _compile_hook(request)
+        except SyntaxError as error:
+            code = None
+            outcome = wit.Outcome_Raised(wit.Raised("SyntaxError", str(error), ""))
+        sys.stdout, sys.stderr = stdout, stderr
+        recorder.active = code is not None
+        try:
+            if code is not None:
+                _run_hook(request, code)
         except OutputLimitReached:
             outcome = wit.Outcome_OutputLimit()
         except MemoryError:
