@@ -58,6 +58,8 @@ pub struct Hook {
     pub signals: Vec<Signal>,
     /// The verdict and why.
     pub decision: Decision,
+    /// What the sandbox saw, for hooks the policy sent there.
+    pub evaluation: Option<Box<crate::evaluation::Evaluated>>,
 }
 
 /// What became of one `.pth` file.
@@ -536,6 +538,7 @@ impl Scanner<'_> {
                 owner: owner.clone(),
                 signals,
                 decision,
+                evaluation: None,
             });
         }
     }
@@ -645,6 +648,7 @@ impl Scanner<'_> {
             owner,
             signals,
             decision,
+            evaluation: None,
         });
     }
 }

@@ -212,7 +212,8 @@ def _audit(event, arguments):
     elif event in ("socket.connect", "socket.sendto", "socket.bind"):
         recorder.connections.append(_address(arguments[1]))
     elif event == "socket.getaddrinfo":
-        recorder.name_lookups.append(_text(arguments[0]))
+        if not _is_address(_text(arguments[0])):
+            recorder.name_lookups.append(_text(arguments[0]))
     elif event in ("socket.gethostbyname", "socket.gethostbyaddr", "socket.getnameinfo"):
         recorder.name_lookups.append(_text(arguments[0]))
     elif event in PROCESS_EVENTS:
@@ -227,6 +228,14 @@ def _audit(event, arguments):
             recorder.dynamic_code.append(_shorten(_text(source)))
     elif event in ("os.putenv", "os.unsetenv"):
         recorder.lookup(arguments[0])
+
+
+def _is_address(host):
+    """Whether a host is an IP address literal, which `getaddrinfo` does not look up."""
+    if ":" in host:
+        return True
+    parts = host.split(".")
+    return len(parts) == 4 and all(part.isdigit() and int(part) < 256 for part in parts)
 
 
 def _address(address):
@@ -550,24 +559,29 @@ class Evaluation(exports.Evaluation):
             outcome = wit.Outcome_Raised(wit.Raised("SyntaxError", str(error), ""))
         sys.stdout, sys.stderr = stdout, stderr
         recorder.active = code is not None
+        escaped = None
         try:
             if code is not None:
                 _run_hook(request, code)
-        except OutputLimitReached:
-            outcome = wit.Outcome_OutputLimit()
-        except MemoryError:
-            outcome = wit.Outcome_OutOfMemory()
         except BaseException as error:  # noqa: B036  (a hook's SystemExit is a result too)
-            outcome = wit.Outcome_Raised(
-                wit.Raised(
-                    type(error).__qualname__,
-                    _shorten(str(error), 2000),
-                    _shorten("".join(traceback.format_exception(error)), 8000),
-                )
-            )
+            escaped = error
         finally:
             recorder.active = False
             sys.stdout, sys.stderr = saved_streams
+
+        # Formatting the traceback reads the guest's own files: done after recording stopped.
+        if isinstance(escaped, OutputLimitReached):
+            outcome = wit.Outcome_OutputLimit()
+        elif isinstance(escaped, MemoryError):
+            outcome = wit.Outcome_OutOfMemory()
+        elif escaped is not None:
+            outcome = wit.Outcome_Raised(
+                wit.Raised(
+                    type(escaped).__qualname__,
+                    _shorten(str(escaped), 2000),
+                    _shorten("".join(traceback.format_exception(escaped)), 8000),
+                )
+            )
         if stdout.truncated or stderr.truncated:
             outcome = wit.Outcome_OutputLimit()
 
@@ -579,8 +593,6 @@ class Evaluation(exports.Evaluation):
         ):
             top = failed.split(".")[0]
             if top in NATIVE_ONLY or _site_has_native(request.site_dir, failed):
-                if top in ("ctypes", "_ctypes"):
-                    recorder.native_loads.append(f"import {failed}")
                 outcome = wit.Outcome_NeedsNative(failed)
             else:
                 outcome = wit.Outcome_MissingModule(failed)
