@@ -24,6 +24,7 @@ import os
 import posix
 import sys
 import traceback
+import types
 
 from wit_world import exports
 from wit_world.exports import evaluation as wit
@@ -496,23 +497,24 @@ def _compile_hook(request):
     return compile(request.source, path, "exec")
 
 
+def _addpackage(sitedir, name, known_paths, fullname, n, line):
+    """Stands for `site.addpackage`'s frame: the same local names, then `exec(line)`.
+
+    `line` holds the compiled line rather than its text, so that running it is not recorded
+    as dynamic code; a hook that reads its own text from the frame sees a code object.
+    """
+    reset = False
+    exec(line)
+    return known_paths if not reset else None
+
+
 def _run_hook(request, code):
     path = os.path.join(request.site_dir, request.file_name)
     if request.kind == wit.HookKind.PTH_LINE:
-        site = sys.modules["site"]
-
-        # `site.addpackage` runs the line with `exec(line)` in its own frame: these are the
-        # names that frame holds.
-        frame = {
-            "sitedir": request.site_dir,
-            "name": request.file_name,
-            "known_paths": set(sys.path),
-            "fullname": path,
-            "reset": False,
-            "n": request.line,
-            "line": request.source,
-        }
-        exec(code, vars(site), frame)
+        # `site.addpackage` runs the line with `exec(line)` in its own frame, with `site`'s
+        # globals: hooks read `sitedir` from there (`sys._getframe(1).f_locals['sitedir']`).
+        addpackage = types.FunctionType(_addpackage.__code__, vars(sys.modules["site"]))
+        addpackage(request.site_dir, request.file_name, set(sys.path), path, request.line, code)
     else:
         name = "sitecustomize" if request.kind == wit.HookKind.SITECUSTOMIZE else "usercustomize"
         module = type(sys)(name)

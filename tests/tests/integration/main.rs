@@ -8,4 +8,5 @@ mod differential;
 mod docs;
 mod editable;
 mod fidelity;
+mod sandbox;
 mod trust;
