@@ -308,12 +308,17 @@ fn prepare_with(engine: &Engine, progress: &dyn Progress) -> Result<PreparedGues
 /// The guest's SHA-256 without reading the guest, when [`prepare`] recorded it and the file's
 /// size and modification time are unchanged; `None` otherwise.
 pub fn recorded_guest_sha256() -> Option<String> {
+    recorded_guest().map(|record| record.guest_sha256)
+}
+
+/// What [`prepare`] recorded, when the guest's size and modification time still match it.
+fn recorded_guest() -> Option<PreparedGuest> {
     let guest = guest_path().ok()?;
     let metadata = fs::metadata(&guest).ok()?;
     let record: PreparedGuest =
         serde_json::from_slice(&fs::read(prepared_record_path(&guest).ok()?).ok()?).ok()?;
     (record.guest_size == metadata.len() && record.guest_modified_ns == modified_ns(&metadata))
-        .then_some(record.guest_sha256)
+        .then_some(record)
 }
 
 /// A loaded guest, ready to evaluate hooks.
@@ -327,8 +332,15 @@ pub struct Sandbox {
 impl Sandbox {
     /// Loads the precompiled guest, preparing it first when needed.
     pub fn load(progress: &dyn Progress) -> Result<Sandbox> {
+        let started = Instant::now();
         let engine = Engine::new(&engine_config())?;
-        let prepared = prepare_with(&engine, progress)?;
+
+        // The recorded guest hash saves reading the guest on every load; the precompiled file
+        // is hashed below either way.
+        let prepared = match recorded_guest() {
+            Some(record) if record.compiled.is_file() => record,
+            _ => prepare_with(&engine, progress)?,
+        };
         let bytes = fs::read(&prepared.compiled)
             .with_context(|| format!("cannot read `{}`", prepared.compiled.display()))?;
         if sha256_hex(&bytes) != prepared.compiled_sha256 {
@@ -363,6 +375,10 @@ impl Sandbox {
             }
         });
 
+        tracing::info!(
+            "loaded the sandbox guest in {:.1} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
         Ok(Sandbox {
             engine,
             guest,
@@ -430,6 +446,10 @@ impl Sandbox {
             let _ = sender.send((result, refused));
         });
         let received = receiver.recv_timeout(limits.wall.saturating_sub(started.elapsed()));
+        tracing::info!(
+            "evaluated a hook in {:.1} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
         let captured =
             |pipe: &MemoryOutputPipe| String::from_utf8_lossy(&pipe.contents()).into_owned();
         let (result, memory_refused) = match received {
