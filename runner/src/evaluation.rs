@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use sitegate_policy::{judge, EvaluationOutcome, Findings, HookKind, Verdict};
+use sitegate_policy::{judge, EnvGrant, EvaluationOutcome, Findings, HookKind, Verdict};
 
 use crate::cache::{cache_dir, sha256_hex, write_atomically};
 use crate::interpreter::Interpreter;
@@ -117,8 +117,9 @@ fn with_grants(mut request: Request, grants: &Grants) -> Request {
     request
 }
 
-/// Reduces a reply to what a verdict needs.
-pub fn findings_of(reply: &Reply, site_dir: &Path) -> Findings {
+/// Reduces a reply to what a verdict needs. Whether a looked-up variable was granted is decided
+/// here from the grant, not taken from the guest, whose recorder the hook could have changed.
+pub fn findings_of(reply: &Reply, site_dir: &Path, granted: &EnvGrant) -> Findings {
     let outcome = match &reply.outcome {
         Outcome::Completed => EvaluationOutcome::Completed,
         Outcome::Raised(raised) => EvaluationOutcome::Raised(raised.type_name.clone()),
@@ -131,7 +132,11 @@ pub fn findings_of(reply: &Reply, site_dir: &Path) -> Findings {
     };
     let trace = &reply.trace;
     let mut attempts = Vec::new();
-    for lookup in trace.environment_lookups.iter().filter(|l| !l.granted) {
+    for lookup in trace
+        .environment_lookups
+        .iter()
+        .filter(|l| !granted.covers(&l.name))
+    {
         attempts.push(format!("read environment variable `{}`", lookup.name));
     }
     for address in &trace.connections {
@@ -293,17 +298,12 @@ pub fn evaluate_hook(
 
 /// Evaluates every hook of a scan that waits for the sandbox, and replaces its provisional
 /// decision with the verdict. A hook that cannot be evaluated stays denied.
-pub fn evaluate_scan(
-    scan: &mut Scan,
-    interpreter: &Interpreter,
-    only: impl Fn(&Hook) -> bool,
-    progress: &dyn sandbox::Progress,
-) {
+pub fn evaluate_scan(scan: &mut Scan, interpreter: &Interpreter, progress: &dyn sandbox::Progress) {
     let limits = Limits::default();
     let mut sandbox = LazySandbox::new(progress);
     let snapshot = scan.clone();
     for hook in scan.hooks.iter_mut() {
-        if !hook.decision.awaits_evaluation() || !only(hook) {
+        if !hook.decision.awaits_evaluation() {
             continue;
         }
         let Some(request) = request_for(hook, interpreter, &snapshot, limits) else {
@@ -312,7 +312,7 @@ pub fn evaluate_scan(
         match evaluate_hook(hook, request, &mut sandbox, limits) {
             Ok(evaluated) => {
                 let site_dir = site_dir_of(hook).unwrap_or(Path::new("/"));
-                let findings = findings_of(&evaluated.reply, site_dir);
+                let findings = findings_of(&evaluated.reply, site_dir, &hook.decision.env);
                 let rule = hook.decision.rule.clone();
                 hook.decision = judge(&findings, &hook.decision.env, rule);
                 hook.evaluation = Some(Box::new(evaluated));

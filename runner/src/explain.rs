@@ -97,7 +97,7 @@ pub fn explain(interpreter: &Interpreter, mut scan: Scan, target: &str, json: bo
         };
         let evaluated = evaluate_hook(hook, request, &mut sandbox, limits)?;
         let site_dir = hook.path.parent().unwrap_or(Path::new("/"));
-        let findings = findings_of(&evaluated.reply, site_dir);
+        let findings = findings_of(&evaluated.reply, site_dir, &hook.decision.env);
         if hook.decision.awaits_evaluation() {
             hook.decision = judge(&findings, &hook.decision.env, hook.decision.rule.clone());
         }

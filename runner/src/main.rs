@@ -213,12 +213,7 @@ fn run_scan(cli: &Cli, python: &OsString, format: Format) -> Result<u8> {
         &StartContext::from_environment(flags),
         &policy,
     )?;
-    evaluation::evaluate_scan(
-        &mut scan,
-        &interpreter,
-        |_| true,
-        &explain::ProgressBar::new(),
-    );
+    evaluation::evaluate_scan(&mut scan, &interpreter, &explain::ProgressBar::new());
     match format {
         Format::Json => println!(
             "{}",
@@ -249,12 +244,7 @@ fn run_exec(cli: &Cli, strict: bool, command: &[OsString]) -> Result<u8> {
         &StartContext::from_environment(flags),
         &policy,
     )?;
-    evaluation::evaluate_scan(
-        &mut scan,
-        &interpreter,
-        |_| true,
-        &explain::ProgressBar::new(),
-    );
+    evaluation::evaluate_scan(&mut scan, &interpreter, &explain::ProgressBar::new());
     if let Some(file) = scan
         .files
         .iter()

@@ -497,6 +497,29 @@ def _compile_hook(request):
     return compile(request.source, path, "exec")
 
 
+class TargetVersion(tuple):
+    """`sys.version_info` of the target interpreter, for the length of one hook."""
+
+    major = property(lambda self: self[0])
+    minor = property(lambda self: self[1])
+    micro = property(lambda self: self[2])
+    releaselevel = property(lambda self: self[3])
+    serial = property(lambda self: self[4])
+
+
+def _pretend_target_version(version):
+    """Makes `sys.version_info`, `sys.hexversion` and `sys.version` read as the target's, so
+    that a hook which branches on the version takes the target's branch. Returns what to
+    restore. `sys.implementation` and the guest's own modules stay 3.14's."""
+    parts = [int(part) for part in version.split(".")[:3] if part.isdigit()]
+    major, minor, micro = (parts + [0, 0, 0])[:3]
+    saved = sys.version_info, sys.hexversion, sys.version
+    sys.version_info = TargetVersion((major, minor, micro, "final", 0))
+    sys.hexversion = (major << 24) | (minor << 16) | (micro << 8) | 0xF0
+    sys.version = f"{major}.{minor}.{micro} (sitegate sandbox, guest {saved[2].split()[0]})"
+    return saved
+
+
 def _addpackage(sitedir, name, known_paths, fullname, n, line):
     """Stands for `site.addpackage`'s frame: the same local names, then `exec(line)`.
 
@@ -562,6 +585,7 @@ class Evaluation(exports.Evaluation):
         sys.stdout, sys.stderr = stdout, stderr
         recorder.active = code is not None
         escaped = None
+        saved_version = _pretend_target_version(request.interpreter.version)
         try:
             if code is not None:
                 _run_hook(request, code)
@@ -569,6 +593,7 @@ class Evaluation(exports.Evaluation):
             escaped = error
         finally:
             recorder.active = False
+            sys.version_info, sys.hexversion, sys.version = saved_version
             sys.stdout, sys.stderr = saved_streams
 
         # Formatting the traceback reads the guest's own files: done after recording stopped.

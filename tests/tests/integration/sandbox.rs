@@ -340,19 +340,26 @@ fn limits_end_each_hook_with_its_own_outcome() {
 #[test]
 fn bypass_attempts_get_no_secret() {
     let Some(python) = python() else { return };
-    let lines = "import sys; sys.modules.pop('guest', None); sys.audit_hooks_removed = True; import os; print(repr(os.environ.get('OPENAI_API_KEY')))\n\
+    // The first line switches the recorder off before reading: the trace then shows nothing,
+    // and still the hook gets no secret, because the host granted none.
+    let lines = "import sys; recorder = sys.modules['guest']; recorder.RECORDER = None; import os; print(repr(os.environ.get('OPENAI_API_KEY')), repr(os.getenv('AWS_SECRET_ACCESS_KEY')))\n\
                  import posix; print(repr(dict(posix.environ)))\n\
-                 import os; print(repr(os.environ.__class__.__mro__[-2](os.environ)))\n";
+                 import os; print(repr(os.environ.__class__.__mro__[-2](os.environ)))\n\
+                 import sys; sys.addaudithook(lambda *a: None); import os, io; print(repr(io.open('/proc/self/environ', 'rb').read()))\n";
     let (sandbox, venv) = setup(&python, "bypass.pth", lines, &[]);
     let hooks = explain(&sandbox, &venv, "bypass.pth", true);
+    assert_eq!(hooks.len(), 4);
     for hook in &hooks {
         let out = stdout_of(hook);
         assert!(
             !out.contains("sk-fake-openai") && !out.contains("fake-aws-secret"),
             "{out}"
         );
-        assert_eq!(hook["verdict"], "denied", "{hook}");
+        // Whatever the recorder saw, the hook's own code never gets to run natively.
+        assert_ne!(hook["verdict"], "allowed", "{hook}");
     }
+    assert_eq!(stdout_of(&hooks[0]).trim(), "None None");
+    assert_eq!(stdout_of(&hooks[1]).trim(), "{}");
 }
 
 #[test]
@@ -647,4 +654,25 @@ fn well_known_hooks_are_traced_as_they_behave() {
         "{text}"
     );
     assert!(text.contains("mode = \"native\""), "{text}");
+}
+
+#[test]
+fn a_hook_sees_the_target_version() {
+    let found = pythons();
+    let (Some(old), Some(new)) = (
+        found.iter().find(|p| p.version < (3, 10)),
+        found.iter().find(|p| p.version >= (3, 10)),
+    ) else {
+        eprintln!("skipping: needs one CPython before 3.10 and one from 3.10");
+        return;
+    };
+    let line =
+        "import sys; sys.version_info < (3, 10) and sys.path.insert(0, '/old-python-only')\n";
+    let added = |python: &Python| {
+        let (sandbox, venv) = setup(python, "versioned.pth", line, &[]);
+        let hooks = explain(&sandbox, &venv, "versioned.pth", false);
+        hooks[0]["sandbox"]["effects"]["path_added"].clone()
+    };
+    assert_eq!(added(old)[0]["entry"], "/old-python-only");
+    assert_eq!(added(new), serde_json::json!([]));
 }
