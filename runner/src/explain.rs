@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use sitegate_policy::{judge, Verdict};
+use sitegate_policy::{judge, RunMode, Verdict};
 
 use crate::evaluation::{evaluate_hook, findings_of, request_for, LazySandbox};
 use crate::interpreter::Interpreter;
@@ -238,6 +238,24 @@ fn write_explanation(out: &mut impl Write, hook: &Hook) -> Result<()> {
     )?;
     if let Some(rule) = &hook.decision.rule {
         writeln!(out, "  decided by: {rule}")?;
+    }
+    if hook.decision.mode != Some(RunMode::Sandbox) {
+        // The policy did not send this hook to the sandbox: say what the evaluation alone
+        // would decide, with the same grants.
+        let site_dir = hook.path.parent().unwrap_or(Path::new("/"));
+        let findings = findings_of(reply, site_dir, &hook.decision.env);
+        let sandboxed = judge(&findings, &hook.decision.env, None);
+        writeln!(
+            out,
+            "  with mode = \"sandbox\" it would be: {} [{}]: {}",
+            if sandboxed.reason == "sandbox-effects" {
+                "effects"
+            } else {
+                sandboxed.verdict.code()
+            },
+            sandboxed.reason,
+            sandboxed.message
+        )?;
     }
     let file_name = hook
         .path
