@@ -26,3 +26,6 @@ OPENAI_API_KEY=sk-demo-not-a-real-key "$work/venv/bin/python" "$here/poisoned/ap
 echo
 echo "== sitegate exec (the poisoned hook is denied, the program runs)"
 OPENAI_API_KEY=sk-demo-not-a-real-key "$sitegate" exec -- "$work/venv/bin/python" "$here/poisoned/app.py"
+echo
+echo "== sitegate explain (what the poisoned hook tries, evaluated in the WebAssembly sandbox)"
+OPENAI_API_KEY=sk-demo-not-a-real-key "$sitegate" explain "$site/telemetry_boost.pth" --python "$work/venv/bin/python" || true

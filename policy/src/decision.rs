@@ -9,7 +9,7 @@ use crate::baseline::match_baseline;
 use crate::hook::{HookFacts, HookKind, Signal};
 use crate::model::{
     name_matches, normalise_distribution_name, EnvGrant, Policy, Rule, RuleOrigin, RunMode,
-    WritablePaths,
+    UnknownCode, WritablePaths,
 };
 
 /// Whether a hook may take effect.
@@ -58,6 +58,25 @@ impl Decision {
             env: EnvGrant::default(),
             rule,
         }
+    }
+
+    /// A hook the policy sends to the sandbox, before its evaluation: denied until the
+    /// evaluation's verdict replaces this one, so that a hook never evaluated never runs.
+    fn awaiting_evaluation(env: EnvGrant, rule: Option<RuleOrigin>) -> Decision {
+        Decision {
+            verdict: Verdict::Denied,
+            reason: "unevaluated-hook",
+            message: "The policy sends this hook to the sandbox, and it was not evaluated"
+                .to_owned(),
+            mode: Some(RunMode::Sandbox),
+            env,
+            rule,
+        }
+    }
+
+    /// Whether this decision waits for a sandbox evaluation.
+    pub fn awaits_evaluation(&self) -> bool {
+        self.reason == "unevaluated-hook"
     }
 
     fn allowed(
@@ -111,6 +130,9 @@ pub fn decide(hook: &HookFacts<'_>, policy: &Policy) -> Decision {
         );
     }
     if let Some(rule) = policy.allow.iter().find(|rule| rule_matches(rule, hook)) {
+        if rule.mode == RunMode::Sandbox && hook.kind.runs_code() {
+            return Decision::awaiting_evaluation(rule.env.clone(), Some(rule.origin.clone()));
+        }
         return Decision::allowed(
             "policy-allow",
             "An [[allow]] entry of the policy matches this hook".to_owned(),
@@ -127,6 +149,9 @@ pub fn decide(hook: &HookFacts<'_>, policy: &Policy) -> Decision {
                 None,
             );
         }
+    }
+    if hook.kind.runs_code() && policy.unknown_code == UnknownCode::Sandbox {
+        return Decision::awaiting_evaluation(EnvGrant::default(), None);
     }
     match hook.kind {
         HookKind::PthPath => {

@@ -88,6 +88,61 @@ pub const DIAGNOSTICS: &[Diagnostic] = &[
         summary: "A sitecustomize or usercustomize that is not Python source sitegate can pin",
     },
     Diagnostic {
+        code: "sandbox-effects",
+        class: DiagnosticClass::AllowReason,
+        summary: "A hook that only changed sys.path in the sandbox; its effects are applied",
+    },
+    Diagnostic {
+        code: "unevaluated-hook",
+        class: DiagnosticClass::DenyReason,
+        summary: "A hook the policy sends to the sandbox that could not be evaluated",
+    },
+    Diagnostic {
+        code: "capability-denied",
+        class: DiagnosticClass::DenyReason,
+        summary: "In the sandbox the hook tried something it was not granted",
+    },
+    Diagnostic {
+        code: "needs-native",
+        class: DiagnosticClass::DenyReason,
+        summary: "The hook needs a native module the sandbox cannot load",
+    },
+    Diagnostic {
+        code: "missing-module",
+        class: DiagnosticClass::DenyReason,
+        summary: "The hook imports a standard-library module the sandbox guest lacks",
+    },
+    Diagnostic {
+        code: "untransplantable-hook",
+        class: DiagnosticClass::DenyReason,
+        summary: "The hook installed finders or import hooks, or loaded modules, in the sandbox",
+    },
+    Diagnostic {
+        code: "hook-raised",
+        class: DiagnosticClass::DenyReason,
+        summary: "The hook raised an exception in the sandbox",
+    },
+    Diagnostic {
+        code: "sandbox-timeout",
+        class: DiagnosticClass::DenyReason,
+        summary: "The hook reached the sandbox's CPU or wall-clock bound",
+    },
+    Diagnostic {
+        code: "sandbox-memory-limit",
+        class: DiagnosticClass::DenyReason,
+        summary: "The hook reached the sandbox's memory cap",
+    },
+    Diagnostic {
+        code: "sandbox-output-limit",
+        class: DiagnosticClass::DenyReason,
+        summary: "The hook wrote more than the sandbox's output cap",
+    },
+    Diagnostic {
+        code: "sandbox-crash",
+        class: DiagnosticClass::DenyReason,
+        summary: "The sandbox guest failed while evaluating the hook",
+    },
+    Diagnostic {
         code: "unowned-hook",
         class: DiagnosticClass::Signal,
         summary: "No installed distribution's RECORD claims the hook file",

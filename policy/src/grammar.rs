@@ -319,12 +319,33 @@ impl PthText {
     /// that every line keeps its number and its terminator and `site` skips the replaced ones.
     /// Blank lines stay as they are.
     pub fn neutralised(&self, mut keep: impl FnMut(&PthLine) -> bool) -> Vec<u8> {
+        self.rewritten(|line| {
+            if keep(line) {
+                LineFate::Keep
+            } else {
+                LineFate::Neutralise
+            }
+        })
+    }
+
+    /// Rebuilds the file's bytes deciding each line's fate: kept, replaced by a bare `#`, or
+    /// replaced by other text (which must hold no line break). Blank lines stay as they are.
+    pub fn rewritten(&self, mut fate: impl FnMut(&PthLine) -> LineFate) -> Vec<u8> {
         let mut text = String::with_capacity(self.text.len());
         for line in &self.lines {
-            if line.kind == LineKind::Blank || keep(line) {
-                text.push_str(&self.text[line.content.clone()]);
-            } else if !line.content.is_empty() {
-                text.push('#');
+            let decided = if line.kind == LineKind::Blank {
+                LineFate::Keep
+            } else {
+                fate(line)
+            };
+            match decided {
+                LineFate::Keep => text.push_str(&self.text[line.content.clone()]),
+                LineFate::Neutralise if !line.content.is_empty() => text.push('#'),
+                LineFate::Neutralise => {}
+                LineFate::Replace(replacement) => {
+                    debug_assert!(!replacement.contains(['\n', '\r']), "one line");
+                    text.push_str(&replacement);
+                }
             }
             text.push_str(&self.text[line.terminator.clone()]);
         }
@@ -335,6 +356,17 @@ impl PthText {
         bytes.extend(self.codec.encode(&text));
         bytes
     }
+}
+
+/// What becomes of one line when a `.pth` file is rewritten for the plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LineFate {
+    /// The line stays as it is.
+    Keep,
+    /// The line becomes a bare `#`, which `site` skips.
+    Neutralise,
+    /// The line becomes this text (one line, no break).
+    Replace(String),
 }
 
 /// Python's `str.isspace` for one character.

@@ -9,11 +9,15 @@
 pub mod baseline;
 pub mod decision;
 pub mod diagnostics;
+pub mod evaluation;
 pub mod grammar;
 pub mod hook;
 pub mod model;
 
 pub use decision::{decide, Decision, Verdict};
+pub use evaluation::{judge, EvaluationOutcome, Findings};
 pub use grammar::{Grammar, LineKind, LocaleCodec, PthText, PythonVersion};
 pub use hook::{HookFacts, HookKind, Owner, Signal};
-pub use model::{parse_policy, EnvGrant, OnViolation, Policy, PolicyError, PolicyFormat};
+pub use model::{
+    parse_policy, EnvGrant, OnViolation, Policy, PolicyError, PolicyFormat, RunMode, UnknownCode,
+};

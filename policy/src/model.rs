@@ -32,6 +32,19 @@ pub enum RunMode {
     /// In the real interpreter, with only the granted environment variables visible.
     #[default]
     Native,
+    /// Evaluated in the WebAssembly sandbox first; the verdict follows from what it did.
+    Sandbox,
+}
+
+/// What a code hook that no entry or baseline hook allows gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownCode {
+    /// Denied with `unknown-code-hook` (the default).
+    #[default]
+    Deny,
+    /// Evaluated in the sandbox, with no grant; the verdict follows from what it did.
+    Sandbox,
 }
 
 /// What a path line whose target others can write to gets.
@@ -65,6 +78,7 @@ struct RawPolicy {
     on_violation: Option<OnViolation>,
     baseline: Option<bool>,
     writable_paths: Option<WritablePaths>,
+    unknown_code: Option<UnknownCode>,
     #[serde(default)]
     allow: Vec<Spanned<RawRule>>,
     #[serde(default)]
@@ -154,6 +168,8 @@ pub struct Policy {
     pub baseline: bool,
     /// What path lines to others' writable directories get.
     pub writable_paths: WritablePaths,
+    /// What unknown code lines get.
+    pub unknown_code: UnknownCode,
     /// `[[allow]]` entries, in file order.
     pub allow: Vec<Rule>,
     /// `[[deny]]` entries, in file order.
@@ -254,6 +270,7 @@ pub fn parse_policy(
         on_violation: raw.on_violation.unwrap_or_default(),
         baseline: raw.baseline.unwrap_or(true),
         writable_paths: raw.writable_paths.unwrap_or_default(),
+        unknown_code: raw.unknown_code.unwrap_or_default(),
         allow,
         deny,
         source: Some(file.to_owned()),
@@ -319,15 +336,12 @@ fn check_rule(
     });
     let mode = match raw.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
         None | Some(("native", _)) => RunMode::Native,
-        Some(("sandbox", span)) => {
+        Some(("sandbox", _)) => RunMode::Sandbox,
+        Some((other, span)) => {
             problem(
                 span,
-                "`mode = \"sandbox\"` is not available in this version".to_owned(),
+                format!("unknown `mode` `{other}`; expected `native` or `sandbox`"),
             );
-            RunMode::Native
-        }
-        Some((other, span)) => {
-            problem(span, format!("unknown `mode` `{other}`; expected `native`"));
             RunMode::Native
         }
     };

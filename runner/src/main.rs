@@ -3,10 +3,13 @@
 //! format, with the documented exit status.
 
 mod cache;
+mod evaluation;
+mod explain;
 mod flags;
 mod interpreter;
 mod plan;
 mod report;
+mod sandbox;
 mod scan;
 mod settings;
 
@@ -27,7 +30,9 @@ const EXIT_STATUS_HELP: &str = "\
 Exit status:
   scan   0 nothing denied, 1 something denied, 2 error
   exec   the program's own status; 3 when sitegate refuses or fails before the program starts
-  trust  0 recorded, 2 error";
+  trust  0 recorded, 2 error
+  explain 0 nothing denied, 1 something denied, 2 error
+  sandbox prepare 0 prepared, 2 error";
 
 /// Launch CPython with only the startup hooks that were verified.
 #[derive(Parser)]
@@ -74,11 +79,33 @@ enum Command {
         )]
         command: Vec<OsString>,
     },
+    /// Evaluate hooks in the sandbox and report what they did.
+    Explain {
+        /// A hook file, optionally with a 1-based line (`PATH:LINE`).
+        hook: String,
+        /// The interpreter whose start the hook belongs to.
+        #[arg(long, default_value = "python3")]
+        python: OsString,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Manage the WebAssembly sandbox.
+    Sandbox {
+        #[command(subcommand)]
+        action: SandboxAction,
+    },
     /// Trust a policy file found in a project (records its path and hash).
     Trust {
         /// The policy file; by default the one found from the working directory.
         file: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum SandboxAction {
+    /// Compile the sandbox guest once into the cache.
+    Prepare,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -94,6 +121,14 @@ fn main() -> ExitCode {
         Command::Scan { python, format } => (2, run_scan(&cli, python, *format)),
         Command::Exec { strict, command } => (3, run_exec(&cli, *strict, command)),
         Command::Trust { file } => (2, run_trust(file.as_deref().or(cli.policy.as_deref()))),
+        Command::Explain {
+            hook,
+            python,
+            format,
+        } => (2, run_explain(&cli, hook, python, *format)),
+        Command::Sandbox {
+            action: SandboxAction::Prepare,
+        } => (2, explain::prepare()),
     };
     match result {
         Ok(status) => ExitCode::from(status),
@@ -178,11 +213,12 @@ fn run_scan(cli: &Cli, python: &OsString, format: Format) -> Result<u8> {
     let target = interpreter::resolve(python)?;
     let interpreter = interpreter::inspect(&target.interpreter)?;
     let flags = StartFlags::parse(&target.shebang_arguments);
-    let scan = scan::scan(
+    let mut scan = scan::scan(
         &interpreter,
         &StartContext::from_environment(flags),
         &policy,
     )?;
+    evaluation::evaluate_scan(&mut scan, &interpreter, &explain::ProgressBar::new());
     match format {
         Format::Json => println!(
             "{}",
@@ -217,11 +253,12 @@ fn run_exec(cli: &Cli, strict: bool, command: &[OsString]) -> Result<u8> {
     // start, but the plan is still handed over for its children and for an explicit
     // `site.main()`.
     let quiet = flags.no_site;
-    let scan = scan::scan(
+    let mut scan = scan::scan(
         &interpreter,
         &StartContext::from_environment(flags),
         &policy,
     )?;
+    evaluation::evaluate_scan(&mut scan, &interpreter, &explain::ProgressBar::new());
     if let Some(file) = (!quiet)
         .then_some(&scan.files)
         .into_iter()
@@ -301,6 +338,20 @@ fn start(
     }
     let error = process.exec();
     anyhow!(error).context(format!("cannot start `{}`", target.program.display()))
+}
+
+fn run_explain(cli: &Cli, hook: &str, python: &OsString, format: Format) -> Result<u8> {
+    let policy = load_policy(cli)?;
+    let target = interpreter::resolve(python)?;
+    let interpreter = interpreter::inspect(&target.interpreter)?;
+    let flags = StartFlags::parse(&target.shebang_arguments);
+    let scan = scan::scan(
+        &interpreter,
+        &StartContext::from_environment(flags),
+        &policy,
+    )?;
+    let json = matches!(format, Format::Json);
+    explain::explain(&interpreter, scan, hook, json)
 }
 
 fn run_trust(file: Option<&std::path::Path>) -> Result<u8> {

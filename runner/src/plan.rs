@@ -16,11 +16,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use sitegate_policy::grammar::LineFate;
 use sitegate_policy::{EnvGrant, LineKind, Verdict};
 
 use crate::cache::{cache_dir, sha256_hex, write_atomically};
 use crate::interpreter::Interpreter;
-use crate::scan::{FileState, Scan};
+use crate::scan::{FileState, Hook, Scan};
 
 /// The plan file's first line.
 pub const MAGIC: &[u8] = b"SITEGATE-PLAN 1\n";
@@ -77,6 +78,53 @@ fn path_bytes(path: &Path) -> Marshal {
     Marshal::Bytes(path.as_os_str().as_bytes().to_vec())
 }
 
+/// The line that applies a hook's recorded `sys.path` effects in its place, for hooks allowed
+/// for their effects. An addition followed only by other additions is appended (the hook
+/// appended it to whatever `sys.path` held); any other is inserted at its recorded position.
+/// Strings are written as JSON literals, which Python reads as the same strings.
+fn effects_line(hook: &Hook) -> Option<String> {
+    if hook.decision.reason != "sandbox-effects" {
+        return None;
+    }
+    let effects = &hook.evaluation.as_ref()?.reply.effects;
+    if effects.path_added.is_empty() && effects.path_removed.is_empty() {
+        return Some("#".to_owned());
+    }
+    let literal = |text: &str| serde_json::to_string(text).unwrap_or_default();
+    let mut steps = Vec::new();
+    for removed in &effects.path_removed {
+        let entry = literal(&removed.entry);
+        steps.push(format!("{entry} in sys.path and sys.path.remove({entry})"));
+    }
+    let added = &effects.path_added;
+    let evaluated = hook.evaluation.as_ref()?;
+    let final_length =
+        evaluated.path_length_before + added.len() as u32 - effects.path_removed.len() as u32;
+    for entry in added {
+        // An addition with only other additions after it went to the end of the hook's
+        // `sys.path`: it is appended to whatever the real `sys.path` holds at that point.
+        let later = added
+            .iter()
+            .filter(|a| a.position >= entry.position)
+            .count() as u32;
+        let appended = later == final_length.saturating_sub(entry.position);
+        steps.push(if appended {
+            format!("sys.path.append({})", literal(&entry.entry))
+        } else {
+            format!(
+                "sys.path.insert({}, {})",
+                entry.position,
+                literal(&entry.entry)
+            )
+        });
+    }
+    // TODO: an insertion in the middle of `sys.path` is applied at its recorded position,
+    // which is exact only when the real `sys.path` before the hook matches the one the guest
+    // saw (see the TODO in `evaluation::request_for`); insertions at the front and appends are
+    // exact.
+    Some(format!("import sys; {}", steps.join("; ")))
+}
+
 /// Builds the plan's `marshal` body from a scan.
 fn plan_body(scan: &Scan) -> Vec<u8> {
     let mut files = Vec::new();
@@ -88,24 +136,36 @@ fn plan_body(scan: &Scan) -> Vec<u8> {
                     .iter()
                     .filter(|h| h.path == file.path && h.line.is_some())
                     .collect();
-                let allowed = |number: usize| {
-                    hooks
-                        .iter()
-                        .any(|h| h.line == Some(number) && h.decision.verdict == Verdict::Allowed)
+                // A hook allowed for its sandbox effects never runs: its line is replaced by
+                // the recorded `sys.path` changes, applied at the same point of `site`'s walk.
+                let runs = |number: usize| {
+                    hooks.iter().any(|h| {
+                        h.line == Some(number)
+                            && h.decision.verdict == Verdict::Allowed
+                            && h.decision.reason != "sandbox-effects"
+                    })
                 };
-                let bytes = text.neutralised(|line| allowed(line.number));
+                let bytes = text.rewritten(|line| {
+                    let hook = hooks.iter().find(|h| h.line == Some(line.number));
+                    match hook.and_then(|h| effects_line(h)) {
+                        Some(replacement) => LineFate::Replace(replacement),
+                        None if runs(line.number) => LineFate::Keep,
+                        None => LineFate::Neutralise,
+                    }
+                });
                 let mut env: Option<EnvGrant> = None;
-                for hook in hooks
-                    .iter()
-                    .filter(|h| h.decision.verdict == Verdict::Allowed && h.kind.runs_code())
-                {
+                for hook in hooks.iter().filter(|h| {
+                    h.decision.verdict == Verdict::Allowed
+                        && h.kind.runs_code()
+                        && h.decision.reason != "sandbox-effects"
+                }) {
                     env.get_or_insert_with(EnvGrant::default)
                         .extend(&hook.decision.env);
                 }
                 let allowed_code = text
                     .lines
                     .iter()
-                    .any(|l| l.kind == LineKind::Code && allowed(l.number));
+                    .any(|l| l.kind == LineKind::Code && runs(l.number));
                 let env = if allowed_code {
                     grant(&env.unwrap_or_default())
                 } else {

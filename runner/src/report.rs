@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use sitegate_policy::{PolicyError, Verdict};
 
 use crate::interpreter::Interpreter;
+use crate::sandbox::Outcome;
 use crate::scan::{FileState, Hook, Scan};
 use crate::settings::PolicyLoadError;
 
@@ -172,6 +173,36 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
+/// The verdict as reports name it: `effects` for a hook allowed only for its `sys.path`
+/// effects, measured in the sandbox.
+pub fn verdict_code(hook: &Hook) -> &'static str {
+    if hook.decision.reason == "sandbox-effects" {
+        "effects"
+    } else {
+        hook.decision.verdict.code()
+    }
+}
+
+/// An evaluation's outcome as data: `{"kind": "raised", "type_name": ...}`, with the kinds
+/// named as in the WIT world (`completed`, `missing-module`, `timed-out`...).
+pub fn outcome_json(outcome: &Outcome) -> Value {
+    match outcome {
+        Outcome::Completed => json!({"kind": "completed"}),
+        Outcome::Raised(raised) => json!({
+            "kind": "raised",
+            "type_name": raised.type_name,
+            "message": raised.message,
+            "traceback": raised.traceback,
+        }),
+        Outcome::MissingModule(module) => json!({"kind": "missing-module", "module": module}),
+        Outcome::NeedsNative(module) => json!({"kind": "needs-native", "module": module}),
+        Outcome::TimedOut => json!({"kind": "timed-out"}),
+        Outcome::OutOfMemory => json!({"kind": "out-of-memory"}),
+        Outcome::OutputLimit => json!({"kind": "output-limit"}),
+        Outcome::GuestError(error) => json!({"kind": "guest-error", "message": error}),
+    }
+}
+
 /// The JSON document of a scan.
 pub fn json_document(interpreter: &Interpreter, scan: &Scan) -> Value {
     let facts = &interpreter.facts;
@@ -183,7 +214,7 @@ pub fn json_document(interpreter: &Interpreter, scan: &Scan) -> Value {
                 "path": hook.path,
                 "line": hook.line,
                 "kind": hook.kind.code(),
-                "verdict": hook.decision.verdict.code(),
+                "verdict": verdict_code(hook),
                 "reason": hook.decision.reason,
                 "message": hook.decision.message,
                 "sha256": hook.sha256,
@@ -194,6 +225,13 @@ pub fn json_document(interpreter: &Interpreter, scan: &Scan) -> Value {
                 "target_exists": hook.target.as_ref().map(|(_, e)| e),
                 "env": hook.decision.env.patterns(),
                 "rule": hook.decision.rule.as_ref().map(|r| r.to_string()),
+                "sandbox": hook.evaluation.as_ref().map(|evaluated| json!({
+                    "mode": "sandbox",
+                    "cached": evaluated.cached,
+                    "outcome": outcome_json(&evaluated.reply.outcome),
+                    "effects": evaluated.reply.effects,
+                    "trace": evaluated.reply.trace,
+                })),
             })
         })
         .collect();
@@ -249,7 +287,7 @@ pub fn table(interpreter: &Interpreter, scan: &Scan) {
     for hook in &scan.hooks {
         let mut line = format!(
             "{:<8} {:<14} {:<24} {:<20} {}",
-            hook.decision.verdict.code(),
+            verdict_code(hook),
             hook.kind.code(),
             hook.decision.reason,
             printable(&owner_text(hook)),

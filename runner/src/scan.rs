@@ -60,6 +60,8 @@ pub struct Hook {
     pub signals: Vec<Signal>,
     /// The verdict and why.
     pub decision: Decision,
+    /// What the sandbox saw, for hooks the policy sent there.
+    pub evaluation: Option<Box<crate::evaluation::Evaluated>>,
 }
 
 /// What became of one `.pth` file.
@@ -581,6 +583,7 @@ impl Scanner<'_> {
                 owner: owner.clone(),
                 signals,
                 decision,
+                evaluation: None,
             });
         }
     }
@@ -690,6 +693,7 @@ impl Scanner<'_> {
             owner,
             signals,
             decision,
+            evaluation: None,
         });
     }
 }

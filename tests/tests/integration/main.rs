@@ -12,5 +12,6 @@ mod fidelity;
 mod grants;
 mod hardening;
 mod resolution;
+mod sandbox;
 mod signals;
 mod trust;

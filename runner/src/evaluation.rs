@@ -1,0 +1,331 @@
+//! Hooks the policy sends to the sandbox: building each one's request, the evaluation cache,
+//! and turning the guest's reply into findings and a verdict.
+//!
+//! It owns the evaluation cache. An entry is found by the hash of everything known before the
+//! evaluation (guest, target version, the request, the grants and their values, the limits) and
+//! holds the hash of every file the evaluation read (the hook's file and each module it
+//! imported from the site directory); it is used only when every one of those files still
+//! hashes the same, so a changed byte forces a fresh evaluation, and a start whose hooks are
+//! unchanged does not load wasmtime at all.
+//!
+//! What it trusts: the reply as evidence of what the hook tried, never as proof of harmlessness:
+//! a failed import, an exception or an attempt outside the grants denies the hook.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use sitegate_policy::{judge, EnvGrant, EvaluationOutcome, Findings, HookKind, Verdict};
+
+use crate::cache::{cache_dir, sha256_hex, write_atomically};
+use crate::interpreter::Interpreter;
+use crate::sandbox::{
+    self, EnvironmentVariable, Grants, GuestHookKind, InterpreterFacts, Limits, Outcome, Reply,
+    Request, Sandbox,
+};
+use crate::scan::{Hook, Scan};
+
+/// One hook's evaluation, as reports show it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Evaluated {
+    /// The guest's reply (or the host's, when the guest could not answer).
+    pub reply: Reply,
+    /// The length of `sys.path` the guest started from, to place the effects.
+    pub path_length_before: u32,
+    /// Whether it came from the cache.
+    #[serde(skip)]
+    pub cached: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CacheEntry {
+    /// Every file the evaluation read, with its SHA-256.
+    read: Vec<(PathBuf, String)>,
+    reply: Reply,
+}
+
+/// The site directory of a hook: the directory its file is in.
+fn site_dir_of(hook: &Hook) -> Option<&Path> {
+    hook.path.parent()
+}
+
+/// The request for one hook, or `None` for hooks that run no code.
+pub fn request_for(
+    hook: &Hook,
+    interpreter: &Interpreter,
+    scan: &Scan,
+    limits: Limits,
+) -> Option<Request> {
+    let site_dir = site_dir_of(hook)?;
+    let (kind, source) = match hook.kind {
+        HookKind::PthCode => (GuestHookKind::PthLine, hook.text.clone()?),
+        HookKind::Sitecustomize | HookKind::Usercustomize => {
+            let module = scan.modules.iter().find(|m| m.kind == hook.kind)?;
+            let kind = if hook.kind == HookKind::Sitecustomize {
+                GuestHookKind::Sitecustomize
+            } else {
+                GuestHookKind::Usercustomize
+            };
+            (kind, String::from_utf8_lossy(&module.source).into_owned())
+        }
+        HookKind::PthPath => return None,
+    };
+
+    // `sys.path` as `site` has built it when it reaches this site directory.
+    // TODO: entries added by `.pth` files processed earlier in the same site directory are not
+    // in this list yet, so a hook that inspects them sees a slightly shorter `sys.path`.
+    let mut sys_path: Vec<String> = Vec::new();
+    for entry in &scan.predicted_path {
+        sys_path.push(entry.to_string_lossy().into_owned());
+        if entry == site_dir {
+            break;
+        }
+    }
+    let facts = &interpreter.facts;
+    Some(Request {
+        kind,
+        site_dir: site_dir.to_string_lossy().into_owned(),
+        file_name: hook.path.file_name()?.to_string_lossy().into_owned(),
+        line: hook.line.unwrap_or(0) as u32,
+        source,
+        interpreter: InterpreterFacts {
+            version: format!(
+                "{}.{}.{}",
+                facts.version[0], facts.version[1], facts.version[2]
+            ),
+            sys_path,
+            prefix: facts.prefix.to_string_lossy().into_owned(),
+            exec_prefix: facts.exec_prefix.to_string_lossy().into_owned(),
+        },
+        granted_environment: Vec::new(),
+        environment: Vec::new(),
+        output_cap: limits.output_bytes as u32,
+    })
+}
+
+/// Puts the grants into a request.
+fn with_grants(mut request: Request, grants: &Grants) -> Request {
+    request.granted_environment = grants.environment_patterns.clone();
+    request.environment = grants
+        .environment
+        .iter()
+        .map(|(name, value)| EnvironmentVariable {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    request
+}
+
+/// Reduces a reply to what a verdict needs. Whether a looked-up variable was granted is decided
+/// here from the grant, not taken from the guest, whose recorder the hook could have changed.
+pub fn findings_of(reply: &Reply, site_dir: &Path, granted: &EnvGrant) -> Findings {
+    let outcome = match &reply.outcome {
+        Outcome::Completed => EvaluationOutcome::Completed,
+        Outcome::Raised(raised) => EvaluationOutcome::Raised(raised.type_name.clone()),
+        Outcome::MissingModule(module) => EvaluationOutcome::MissingModule(module.clone()),
+        Outcome::NeedsNative(module) => EvaluationOutcome::NeedsNative(module.clone()),
+        Outcome::TimedOut => EvaluationOutcome::TimedOut,
+        Outcome::OutOfMemory => EvaluationOutcome::OutOfMemory,
+        Outcome::OutputLimit => EvaluationOutcome::OutputLimit,
+        Outcome::GuestError(error) => EvaluationOutcome::GuestError(error.clone()),
+    };
+    let trace = &reply.trace;
+    let mut attempts = Vec::new();
+    for lookup in trace
+        .environment_lookups
+        .iter()
+        .filter(|l| !granted.covers(&l.name))
+    {
+        attempts.push(format!("read environment variable `{}`", lookup.name));
+    }
+    for address in &trace.connections {
+        attempts.push(format!("connect to `{address}`"));
+    }
+    for name in &trace.name_lookups {
+        attempts.push(format!("look up the name `{name}`"));
+    }
+    for file in &trace.files_opened {
+        let writes = file.mode != "r" && file.mode != "rb" && file.mode != "rt";
+        if writes {
+            attempts.push(format!("write `{}` (`{}`)", file.path, file.mode));
+        } else if !Path::new(&file.path).starts_with(site_dir) {
+            attempts.push(format!("read `{}` outside its site directory", file.path));
+        }
+    }
+    for process in &trace.processes {
+        attempts.push(format!("start a process ({process})"));
+    }
+    for load in &trace.native_loads {
+        attempts.push(format!("load native code ({load})"));
+    }
+    for variable in &reply.effects.environment_set {
+        attempts.push(format!("set environment variable `{}`", variable.name));
+    }
+    for name in &reply.effects.environment_removed {
+        attempts.push(format!("remove environment variable `{name}`"));
+    }
+
+    let effects = &reply.effects;
+    let mut installed = Vec::new();
+    for object in &effects.meta_path_added {
+        installed.push(format!(
+            "`{}.{}` on `sys.meta_path`",
+            object.module, object.type_name
+        ));
+    }
+    for object in &effects.path_hooks_added {
+        installed.push(format!(
+            "`{}.{}` on `sys.path_hooks`",
+            object.module, object.type_name
+        ));
+    }
+    for module in &effects.modules_loaded {
+        installed.push(format!("loaded module `{module}`"));
+    }
+    Findings {
+        outcome,
+        attempts,
+        installed,
+    }
+}
+
+fn evaluation_cache_dir() -> Result<PathBuf> {
+    Ok(cache_dir()?.join("evaluations"))
+}
+
+fn cache_key(
+    guest_sha256: &str,
+    request: &Request,
+    grants: &Grants,
+    limits: Limits,
+    hook_sha256: &str,
+) -> Result<String> {
+    let material = serde_json::to_vec(&(guest_sha256, request, grants, limits, hook_sha256))?;
+    Ok(sha256_hex(&material))
+}
+
+fn file_sha256(path: &Path) -> Option<String> {
+    std::fs::read(path).ok().map(|bytes| sha256_hex(&bytes))
+}
+
+fn cached(key: &str) -> Option<Reply> {
+    let path = evaluation_cache_dir().ok()?.join(format!("{key}.json"));
+    let entry: CacheEntry = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let unchanged = entry
+        .read
+        .iter()
+        .all(|(path, sha256)| file_sha256(path).as_deref() == Some(sha256.as_str()));
+    unchanged.then_some(entry.reply)
+}
+
+fn store(key: &str, hook: &Hook, reply: &Reply, site_dir: &Path) -> Result<()> {
+    let mut read = vec![(hook.path.clone(), hook.sha256.clone())];
+    for file in &reply.trace.files_opened {
+        let path = PathBuf::from(&file.path);
+        if path.starts_with(site_dir) && !read.iter().any(|(p, _)| *p == path) {
+            let sha256 = file_sha256(&path).unwrap_or_default();
+            read.push((path, sha256));
+        }
+    }
+    let entry = CacheEntry {
+        read,
+        reply: reply.clone(),
+    };
+    let path = evaluation_cache_dir()?.join(format!("{key}.json"));
+    write_atomically(&path, &serde_json::to_vec(&entry)?)
+}
+
+/// Loads the sandbox at most once, and only when an evaluation is not in the cache.
+pub struct LazySandbox<'a> {
+    loaded: Option<Sandbox>,
+    progress: &'a dyn sandbox::Progress,
+}
+
+impl<'a> LazySandbox<'a> {
+    /// A sandbox that is loaded on first need.
+    pub fn new(progress: &'a dyn sandbox::Progress) -> LazySandbox<'a> {
+        LazySandbox {
+            loaded: None,
+            progress,
+        }
+    }
+
+    fn get(&mut self) -> Result<&Sandbox> {
+        if self.loaded.is_none() {
+            self.loaded = Some(Sandbox::load(self.progress)?);
+        }
+        Ok(self.loaded.as_ref().expect("loaded above"))
+    }
+}
+
+/// Evaluates one hook (from the cache when its inputs are unchanged).
+pub fn evaluate_hook(
+    hook: &Hook,
+    request: Request,
+    sandbox: &mut LazySandbox<'_>,
+    limits: Limits,
+) -> Result<Evaluated> {
+    let site_dir = site_dir_of(hook).unwrap_or(Path::new("/")).to_owned();
+    let grants = Grants::for_hook(&site_dir, &hook.decision.env, std::env::vars());
+    let request = with_grants(request, &grants);
+    let mut path_length_before = request.interpreter.sys_path.len() as u32;
+    if !request.interpreter.sys_path.contains(&request.site_dir) {
+        path_length_before += 1;
+    }
+    let guest_sha256 = match sandbox::recorded_guest_sha256() {
+        Some(sha256) => sha256,
+        None => sandbox.get()?.guest_sha256().to_owned(),
+    };
+    let key = cache_key(&guest_sha256, &request, &grants, limits, &hook.sha256)?;
+    if let Some(reply) = cached(&key) {
+        return Ok(Evaluated {
+            reply,
+            path_length_before,
+            cached: true,
+        });
+    }
+    let reply = sandbox.get()?.evaluate(request, &grants, limits)?;
+    if let Err(error) = store(&key, hook, &reply, &site_dir) {
+        tracing::info!("cannot cache an evaluation: {error:#}");
+    }
+    Ok(Evaluated {
+        reply,
+        path_length_before,
+        cached: false,
+    })
+}
+
+/// Evaluates every hook of a scan that waits for the sandbox, and replaces its provisional
+/// decision with the verdict. A hook that cannot be evaluated stays denied.
+pub fn evaluate_scan(scan: &mut Scan, interpreter: &Interpreter, progress: &dyn sandbox::Progress) {
+    let limits = Limits::default();
+    let mut sandbox = LazySandbox::new(progress);
+    let snapshot = scan.clone();
+    for hook in scan.hooks.iter_mut() {
+        if !hook.decision.awaits_evaluation() {
+            continue;
+        }
+        let Some(request) = request_for(hook, interpreter, &snapshot, limits) else {
+            continue;
+        };
+        match evaluate_hook(hook, request, &mut sandbox, limits) {
+            Ok(evaluated) => {
+                let site_dir = site_dir_of(hook).unwrap_or(Path::new("/"));
+                let findings = findings_of(&evaluated.reply, site_dir, &hook.decision.env);
+                let rule = hook.decision.rule.clone();
+                hook.decision = judge(&findings, &hook.decision.env, rule);
+                hook.evaluation = Some(Box::new(evaluated));
+            }
+            Err(error) => {
+                hook.decision.message =
+                    format!("{}: {error:#}", hook.decision.message.trim_end_matches('.'));
+                tracing::warn!("cannot evaluate `{}`: {error:#}", hook.path.display());
+            }
+        }
+        debug_assert!(
+            hook.decision.verdict == Verdict::Denied || hook.evaluation.is_some(),
+            "an unevaluated hook is never allowed"
+        );
+    }
+}

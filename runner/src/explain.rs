@@ -1,0 +1,290 @@
+//! `sitegate explain` and `sitegate sandbox prepare`: the commands that put the sandbox in
+//! front of a person, and the progress bar shown while the guest is compiled.
+//!
+//! It trusts the scan to have found the hooks and the sandbox to report what they did; it adds
+//! nothing to either, it only selects, evaluates and presents.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use sitegate_policy::{judge, RunMode, Verdict};
+
+use crate::evaluation::{evaluate_hook, findings_of, request_for, LazySandbox};
+use crate::interpreter::Interpreter;
+use crate::report;
+use crate::sandbox::{self, Limits, Outcome};
+use crate::scan::{Hook, Scan};
+
+/// A progress bar on stderr while the guest is prepared; silent when stderr is no terminal.
+pub struct ProgressBar {
+    bar: indicatif::ProgressBar,
+}
+
+impl ProgressBar {
+    /// A spinner with the elapsed time, hidden until the first step.
+    pub fn new() -> ProgressBar {
+        let bar = indicatif::ProgressBar::hidden();
+        ProgressBar { bar }
+    }
+}
+
+impl sandbox::Progress for ProgressBar {
+    fn step(&self, message: &str) {
+        if self.bar.is_hidden() {
+            self.bar
+                .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            {
+                self.bar.set_style(style);
+            }
+            self.bar
+                .enable_steady_tick(std::time::Duration::from_millis(100));
+        }
+        self.bar.set_message(message.to_owned());
+    }
+}
+
+impl Drop for ProgressBar {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// `sitegate sandbox prepare`.
+pub fn prepare() -> Result<u8> {
+    let started = std::time::Instant::now();
+    let sha256 = sandbox::prepare(&ProgressBar::new())?;
+    eprintln!(
+        "Prepared the sandbox guest (sha256 {}) in {:.1} s",
+        &sha256[..16],
+        started.elapsed().as_secs_f64()
+    );
+    Ok(0)
+}
+
+/// Splits `PATH[:LINE]`.
+fn parse_target(target: &str) -> Result<(PathBuf, Option<usize>)> {
+    if let Some((path, line)) = target.rsplit_once(':') {
+        if let Ok(line) = line.parse::<usize>() {
+            return Ok((PathBuf::from(path), Some(line)));
+        }
+    }
+    Ok((PathBuf::from(target), None))
+}
+
+fn selects(hook: &Hook, path: &Path, line: Option<usize>) -> bool {
+    let same_file = hook.path == path
+        || std::fs::canonicalize(&hook.path).ok() == std::fs::canonicalize(path).ok();
+    same_file && hook.kind.runs_code() && line.is_none_or(|l| hook.line == Some(l))
+}
+
+/// `sitegate explain PATH[:LINE]`.
+pub fn explain(interpreter: &Interpreter, mut scan: Scan, target: &str, json: bool) -> Result<u8> {
+    let (path, line) = parse_target(target)?;
+    let progress = ProgressBar::new();
+    let mut sandbox = LazySandbox::new(&progress);
+    let limits = Limits::default();
+    let snapshot = scan.clone();
+    let mut selected = Vec::new();
+    for (index, hook) in scan.hooks.iter_mut().enumerate() {
+        if !selects(hook, &path, line) {
+            continue;
+        }
+        let Some(request) = request_for(hook, interpreter, &snapshot, limits) else {
+            continue;
+        };
+        let evaluated = evaluate_hook(hook, request, &mut sandbox, limits)?;
+        let site_dir = hook.path.parent().unwrap_or(Path::new("/"));
+        let findings = findings_of(&evaluated.reply, site_dir, &hook.decision.env);
+        if hook.decision.awaits_evaluation() {
+            hook.decision = judge(&findings, &hook.decision.env, hook.decision.rule.clone());
+        }
+        hook.evaluation = Some(Box::new(evaluated));
+        selected.push(index);
+    }
+    drop(progress);
+    if selected.is_empty() {
+        bail!(
+            "`{target}` is not a code hook of `{}`'s start",
+            interpreter.path.display()
+        );
+    }
+    scan.hooks = selected
+        .into_iter()
+        .map(|index| scan.hooks[index].clone())
+        .collect();
+
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::json_document(interpreter, &scan))?
+        );
+    } else {
+        let mut out = std::io::stdout().lock();
+        for hook in &scan.hooks {
+            write_explanation(&mut out, hook)?;
+        }
+    }
+    let denied = scan
+        .hooks
+        .iter()
+        .any(|h| h.decision.verdict == Verdict::Denied);
+    Ok(if denied { 1 } else { 0 })
+}
+
+fn write_list(out: &mut impl Write, title: &str, items: &[String]) -> std::io::Result<()> {
+    if items.is_empty() {
+        return writeln!(out, "  {title}: none");
+    }
+    writeln!(out, "  {title}:")?;
+    for item in items {
+        writeln!(out, "    - {item}")?;
+    }
+    Ok(())
+}
+
+fn write_explanation(out: &mut impl Write, hook: &Hook) -> Result<()> {
+    let Some(evaluated) = &hook.evaluation else {
+        return Ok(());
+    };
+    let reply = &evaluated.reply;
+    let location = match hook.line {
+        Some(line) => format!("{}:{line}", hook.path.display()),
+        None => hook.path.display().to_string(),
+    };
+    writeln!(out, "Hook `{location}` ({})", hook.kind)?;
+    if let Some(text) = &hook.text {
+        writeln!(out, "  line: {text}")?;
+    }
+    let outcome = match &reply.outcome {
+        Outcome::Completed => "completed".to_owned(),
+        Outcome::Raised(raised) => format!("raised `{}`: {}", raised.type_name, raised.message),
+        Outcome::MissingModule(module) => format!("missing module `{module}` in the sandbox"),
+        Outcome::NeedsNative(module) => format!("needs the native module `{module}`"),
+        Outcome::TimedOut => "timed out".to_owned(),
+        Outcome::OutOfMemory => "out of memory".to_owned(),
+        Outcome::OutputLimit => "output limit reached".to_owned(),
+        Outcome::GuestError(error) => format!("guest error: {error}"),
+    };
+    writeln!(out, "  outcome: {outcome}")?;
+
+    let trace = &reply.trace;
+    let lookups: Vec<String> = trace
+        .environment_lookups
+        .iter()
+        .map(|l| {
+            let granted = if l.granted { "granted" } else { "not granted" };
+            format!("`{}` ({granted})", l.name)
+        })
+        .collect();
+    write_list(out, "environment looked up", &lookups)?;
+    write_list(out, "connections tried", &trace.connections)?;
+    write_list(out, "names looked up", &trace.name_lookups)?;
+    let files: Vec<String> = trace
+        .files_opened
+        .iter()
+        .map(|f| format!("`{}` ({})", f.path, f.mode))
+        .collect();
+    write_list(out, "files opened", &files)?;
+    write_list(out, "processes", &trace.processes)?;
+    write_list(out, "native loads", &trace.native_loads)?;
+    write_list(out, "imports", &trace.imports)?;
+    write_list(out, "dynamic code", &trace.dynamic_code)?;
+
+    let effects = &reply.effects;
+    let mut changes: Vec<String> = effects
+        .path_added
+        .iter()
+        .map(|p| format!("`sys.path` gains `{}` at {}", p.entry, p.position))
+        .collect();
+    changes.extend(
+        effects
+            .path_removed
+            .iter()
+            .map(|p| format!("`sys.path` loses `{}` from {}", p.entry, p.position)),
+    );
+    changes.extend(
+        effects
+            .meta_path_added
+            .iter()
+            .map(|o| format!("`sys.meta_path` gains `{}.{}`", o.module, o.type_name)),
+    );
+    changes.extend(
+        effects
+            .path_hooks_added
+            .iter()
+            .map(|o| format!("`sys.path_hooks` gains `{}.{}`", o.module, o.type_name)),
+    );
+    changes.extend(
+        effects
+            .environment_set
+            .iter()
+            .map(|v| format!("sets environment variable `{}`", v.name)),
+    );
+    write_list(out, "effects", &changes)?;
+    if !trace.stdout.is_empty() || !trace.stderr.is_empty() {
+        writeln!(out, "  stdout: {:?}", trace.stdout)?;
+        writeln!(out, "  stderr: {:?}", trace.stderr)?;
+    }
+
+    writeln!(
+        out,
+        "  verdict: {} [{}]: {}",
+        report::verdict_code(hook),
+        hook.decision.reason,
+        hook.decision.message
+    )?;
+    if let Some(rule) = &hook.decision.rule {
+        writeln!(out, "  decided by: {rule}")?;
+    }
+    if hook.decision.mode != Some(RunMode::Sandbox) {
+        // The policy did not send this hook to the sandbox: say what the evaluation alone
+        // would decide, with the same grants.
+        let site_dir = hook.path.parent().unwrap_or(Path::new("/"));
+        let findings = findings_of(reply, site_dir, &hook.decision.env);
+        let sandboxed = judge(&findings, &hook.decision.env, None);
+        writeln!(
+            out,
+            "  with mode = \"sandbox\" it would be: {} [{}]: {}",
+            if sandboxed.reason == "sandbox-effects" {
+                "effects"
+            } else {
+                sandboxed.verdict.code()
+            },
+            sandboxed.reason,
+            sandboxed.message
+        )?;
+    }
+    let file_name = hook
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let wanted: Vec<String> = trace
+        .environment_lookups
+        .iter()
+        .filter(|l| l.name != "*")
+        .map(|l| format!("\"{}\"", l.name))
+        .collect();
+    let native = reply.effects.meta_path_added.len() + reply.effects.path_hooks_added.len() > 0
+        || matches!(
+            reply.outcome,
+            Outcome::NeedsNative(_) | Outcome::MissingModule(_)
+        );
+    writeln!(out, "  to allow it, after review:")?;
+    writeln!(out, "    [[allow]]")?;
+    writeln!(out, "    file = \"{file_name}\"")?;
+    writeln!(out, "    sha256 = \"{}\"", hook.sha256)?;
+    writeln!(
+        out,
+        "    mode = \"{}\"",
+        if native { "native" } else { "sandbox" }
+    )?;
+    if !wanted.is_empty() {
+        writeln!(out, "    env = [{}]", wanted.join(", "))?;
+    }
+    writeln!(out)?;
+    Ok(())
+}

