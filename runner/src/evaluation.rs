@@ -298,8 +298,12 @@ pub fn evaluate_hook(
 
 /// Evaluates every hook of a scan that waits for the sandbox, and replaces its provisional
 /// decision with the verdict. A hook that cannot be evaluated stays denied.
-pub fn evaluate_scan(scan: &mut Scan, interpreter: &Interpreter, progress: &dyn sandbox::Progress) {
-    let limits = Limits::default();
+pub fn evaluate_scan(
+    scan: &mut Scan,
+    interpreter: &Interpreter,
+    limits: Limits,
+    progress: &dyn sandbox::Progress,
+) {
     let mut sandbox = LazySandbox::new(progress);
     let snapshot = scan.clone();
     for hook in scan.hooks.iter_mut() {

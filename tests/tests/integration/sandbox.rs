@@ -676,3 +676,25 @@ fn a_hook_sees_the_target_version() {
     assert_eq!(added(old)[0]["entry"], "/old-python-only");
     assert_eq!(added(new), serde_json::json!([]));
 }
+
+#[test]
+fn the_policy_sets_the_limits() {
+    let Some(python) = python() else { return };
+    let (sandbox, venv) = setup(
+        &python,
+        "spin.pth",
+        "import sys; exec('while True: pass')\n",
+        &[],
+    );
+    std::fs::write(
+        sandbox.path().join("policy.toml"),
+        "[sandbox]\ncpu-ms = 300\nwall-ms = 1000\n\n[[allow]]\nfile = \"spin.pth\"\nmode = \"sandbox\"\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let hooks = explain(&sandbox, &venv, "spin.pth", false);
+    let elapsed = started.elapsed();
+    assert_eq!(hooks[0]["reason"], "sandbox-timeout");
+    // The default CPU bound is 2 s: ending well before it shows the policy's bound applied.
+    assert!(elapsed < Duration::from_millis(1800), "{elapsed:?}");
+}
