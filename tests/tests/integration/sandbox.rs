@@ -462,9 +462,13 @@ fn path_effects_are_applied_without_running_the_hook() {
             front.display().to_string()
         ),
     );
+    // A path line processed before the hooks: the guest sees its entry too.
+    let listed = sandbox.path().join("listed");
+    std::fs::create_dir(&listed).unwrap();
+    venv.write("aaa.pth", format!("{}\n", listed.display()));
     std::fs::write(
         sandbox.path().join("policy.toml"),
-        "[[allow]]\nfile = \"effects.pth\"\nmode = \"sandbox\"\n",
+        "[[allow]]\nfile = \"*.pth\"\nmode = \"sandbox\"\n",
     )
     .unwrap();
     let program = ["-c", "import json, sys; print(json.dumps(sys.path))"];
@@ -491,6 +495,7 @@ fn path_effects_are_applied_without_running_the_hook() {
     };
     let unguarded_path = path_of(&unguarded.stdout_text());
     assert!(unguarded_path.to_string().contains("front"));
+    assert!(unguarded_path.to_string().contains("listed"));
     assert_eq!(
         path_of(&guarded.stdout_text()),
         unguarded_path,
