@@ -703,3 +703,23 @@ fn the_policy_sets_the_limits() {
     // The default CPU bound is 2 s: ending well before it shows the policy's bound applied.
     assert!(elapsed < Duration::from_millis(1800), "{elapsed:?}");
 }
+
+#[test]
+fn an_extension_module_in_the_site_directory_needs_native() {
+    let Some(python) = python() else { return };
+    let (sandbox, venv) = setup(&python, "native.pth", "import fastthing\n", &[]);
+    // An (empty) extension module: natively the import would load it, the guest cannot.
+    venv.write("fastthing.cpython-38-x86_64-linux-gnu.so", b"");
+    let hooks = explain(&sandbox, &venv, "native.pth", false);
+    assert_eq!(outcome_name(&hooks[0]), "needs-native", "{}", hooks[0]);
+    assert_eq!(hooks[0]["sandbox"]["outcome"]["module"], "fastthing");
+    assert_eq!(hooks[0]["reason"], "needs-native");
+    assert!(
+        hooks[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`fastthing`"),
+        "{}",
+        hooks[0]
+    );
+}
