@@ -19,5 +19,6 @@ pub use evaluation::{judge, EvaluationOutcome, Findings};
 pub use grammar::{Grammar, LineKind, LocaleCodec, PthText, PythonVersion};
 pub use hook::{HookFacts, HookKind, Owner, Signal};
 pub use model::{
-    parse_policy, EnvGrant, OnViolation, Policy, PolicyError, PolicyFormat, RunMode, UnknownCode,
+    parse_policy, EnvGrant, OnViolation, Policy, PolicyError, PolicyFormat, RunMode, SandboxLimits,
+    UnknownCode,
 };

@@ -72,6 +72,50 @@ struct RawRule {
     reason: Option<String>,
 }
 
+/// The bounds of one sandbox evaluation, as the `[sandbox]` table sets them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SandboxLimits {
+    /// Linear memory the guest may grow to, in MiB.
+    #[serde(default = "SandboxLimits::default_memory_mib")]
+    pub memory_mib: u32,
+    /// Milliseconds the guest may run (epoch interruption).
+    #[serde(default = "SandboxLimits::default_cpu_ms")]
+    pub cpu_ms: u32,
+    /// Milliseconds the whole evaluation may take.
+    #[serde(default = "SandboxLimits::default_wall_ms")]
+    pub wall_ms: u32,
+    /// KiB of stdout, and of stderr, kept.
+    #[serde(default = "SandboxLimits::default_output_kib")]
+    pub output_kib: u32,
+}
+
+impl SandboxLimits {
+    fn default_memory_mib() -> u32 {
+        256
+    }
+    fn default_cpu_ms() -> u32 {
+        2000
+    }
+    fn default_wall_ms() -> u32 {
+        5000
+    }
+    fn default_output_kib() -> u32 {
+        64
+    }
+}
+
+impl Default for SandboxLimits {
+    fn default() -> SandboxLimits {
+        SandboxLimits {
+            memory_mib: SandboxLimits::default_memory_mib(),
+            cpu_ms: SandboxLimits::default_cpu_ms(),
+            wall_ms: SandboxLimits::default_wall_ms(),
+            output_kib: SandboxLimits::default_output_kib(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawPolicy {
@@ -79,6 +123,7 @@ struct RawPolicy {
     baseline: Option<bool>,
     writable_paths: Option<WritablePaths>,
     unknown_code: Option<UnknownCode>,
+    sandbox: Option<Spanned<SandboxLimits>>,
     #[serde(default)]
     allow: Vec<Spanned<RawRule>>,
     #[serde(default)]
@@ -170,6 +215,8 @@ pub struct Policy {
     pub writable_paths: WritablePaths,
     /// What unknown code lines get.
     pub unknown_code: UnknownCode,
+    /// The bounds of each sandbox evaluation.
+    pub sandbox: SandboxLimits,
     /// `[[allow]]` entries, in file order.
     pub allow: Vec<Rule>,
     /// `[[deny]]` entries, in file order.
@@ -251,6 +298,30 @@ pub fn parse_policy(
     };
 
     let mut problems = Vec::new();
+    let sandbox = match raw.sandbox {
+        Some(limits) => {
+            let span = limits.span();
+            let limits = limits.into_inner();
+            let valid = limits.memory_mib >= 32
+                && limits.memory_mib <= 4095
+                && limits.cpu_ms > 0
+                && limits.wall_ms >= limits.cpu_ms
+                && limits.output_kib > 0;
+            if !valid {
+                let (line, column) = line_column(text, span.start);
+                problems.push(PolicyProblem {
+                    line,
+                    column,
+                    message: "[sandbox] needs `memory-mib` between 32 and 4095 (the guest is \
+                              32-bit), `cpu-ms` above 0, `wall-ms` at least `cpu-ms`, and \
+                              `output-kib` above 0"
+                        .to_owned(),
+                });
+            }
+            limits
+        }
+        None => SandboxLimits::default(),
+    };
     let mut rules = |entries: Vec<Spanned<RawRule>>, section: &str| -> Vec<Rule> {
         entries
             .into_iter()
@@ -271,6 +342,7 @@ pub fn parse_policy(
         baseline: raw.baseline.unwrap_or(true),
         writable_paths: raw.writable_paths.unwrap_or_default(),
         unknown_code: raw.unknown_code.unwrap_or_default(),
+        sandbox,
         allow,
         deny,
         source: Some(file.to_owned()),
@@ -450,6 +522,32 @@ mod tests {
 
     fn parse(text: &str) -> Result<Option<Policy>, PolicyError> {
         parse_policy(text, Path::new("sitegate.toml"), PolicyFormat::SitegateToml)
+    }
+
+    #[test]
+    fn sandbox_settings_are_read_and_checked() {
+        let policy = parse("unknown-code = \"sandbox\"\n[sandbox]\ncpu-ms = 300\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(policy.unknown_code, UnknownCode::Sandbox);
+        assert_eq!(policy.sandbox.cpu_ms, 300);
+        assert_eq!(
+            policy.sandbox.memory_mib,
+            SandboxLimits::default().memory_mib
+        );
+        let mode = parse("[[allow]]\nfile = \"a.pth\"\nmode = \"sandbox\"\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(mode.allow[0].mode, RunMode::Sandbox);
+
+        for broken in [
+            "[sandbox]\nmemory-mib = 8000\n",
+            "[sandbox]\ncpu-ms = 3000\nwall-ms = 1000\n",
+            "[sandbox]\ncpu = 1\n",
+            "unknown-code = \"allow\"\n",
+        ] {
+            assert!(parse(broken).is_err(), "{broken}");
+        }
     }
 
     #[test]

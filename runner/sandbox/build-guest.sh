@@ -24,7 +24,7 @@ if [[ ! -x "$tools/bin/componentize-py" || "$(cat "$stamp" 2>/dev/null)" != "$wa
 fi
 
 # Skip the build when neither the world nor the guest source changed since the last one.
-inputs="$(cat wit/*.wit wit/guest/*.py "$requirements" | sha256sum | cut -d' ' -f1)"
+inputs="$(cat wit/*.wit wit/guest/*.py "$requirements" "$0" | sha256sum | cut -d' ' -f1)"
 if [[ -f "$output" && "$(cat "$output.inputs" 2>/dev/null)" == "$inputs" ]]; then
     exit 0
 fi
@@ -32,9 +32,15 @@ fi
 # An empty environment while building: componentize-py snapshots the interpreter after the
 # guest module's top level ran, and nothing of the build machine's environment may end up in
 # that snapshot.
+# The guest source is copied into target/ first: componentize-py writes a __pycache__ beside
+# the source it compiles, and the source tree stays clean.
 mkdir -p "$(dirname "$output")"
+source_copy="target/sandbox/source"
+rm -rf "$source_copy"
+cp -r wit/guest "$source_copy"
+rm -rf "$source_copy/__pycache__"
 env -i PATH="$PATH" HOME="$PWD/target/sandbox" PYTHONDONTWRITEBYTECODE=1 \
     "$tools/bin/componentize-py" -d wit -w sitegate:sandbox/hook-sandbox@0.1.0 \
-    componentize -p wit/guest guest -o "$output.partial"
+    componentize -p "$source_copy" guest -o "$output.partial"
 mv "$output.partial" "$output"
 echo "$inputs" >"$output.inputs"

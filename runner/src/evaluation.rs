@@ -71,9 +71,8 @@ pub fn request_for(
         HookKind::PthPath => return None,
     };
 
-    // `sys.path` as `site` has built it when it reaches this site directory.
-    // TODO: entries added by `.pth` files processed earlier in the same site directory are not
-    // in this list yet, so a hook that inspects them sees a slightly shorter `sys.path`.
+    // `sys.path` as `site` has built it when it reaches this hook: everything up to its site
+    // directory, then the path lines of the same directory that `site` processed before it.
     let mut sys_path: Vec<String> = Vec::new();
     for entry in &scan.predicted_path {
         sys_path.push(entry.to_string_lossy().into_owned());
@@ -81,6 +80,22 @@ pub fn request_for(
             break;
         }
     }
+    let earlier = scan
+        .hooks
+        .iter()
+        .take_while(|h| !(h.path == hook.path && h.line == hook.line));
+    for path_line in
+        earlier.filter(|h| h.kind == HookKind::PthPath && h.path.parent() == Some(site_dir))
+    {
+        if let Some((target, true)) = &path_line.target {
+            let entry = target.to_string_lossy().into_owned();
+            if path_line.decision.verdict == Verdict::Allowed && !sys_path.contains(&entry) {
+                sys_path.push(entry);
+            }
+        }
+    }
+    // TODO: `sys.path` changes made by code hooks that ran earlier in the same directory are
+    // not in this list; a hook that depends on them is evaluated against a shorter `sys.path`.
     let facts = &interpreter.facts;
     Some(Request {
         kind,
@@ -298,8 +313,12 @@ pub fn evaluate_hook(
 
 /// Evaluates every hook of a scan that waits for the sandbox, and replaces its provisional
 /// decision with the verdict. A hook that cannot be evaluated stays denied.
-pub fn evaluate_scan(scan: &mut Scan, interpreter: &Interpreter, progress: &dyn sandbox::Progress) {
-    let limits = Limits::default();
+pub fn evaluate_scan(
+    scan: &mut Scan,
+    interpreter: &Interpreter,
+    limits: Limits,
+    progress: &dyn sandbox::Progress,
+) {
     let mut sandbox = LazySandbox::new(progress);
     let snapshot = scan.clone();
     for hook in scan.hooks.iter_mut() {

@@ -81,11 +81,16 @@ fn selects(hook: &Hook, path: &Path, line: Option<usize>) -> bool {
 }
 
 /// `sitegate explain PATH[:LINE]`.
-pub fn explain(interpreter: &Interpreter, mut scan: Scan, target: &str, json: bool) -> Result<u8> {
+pub fn explain(
+    interpreter: &Interpreter,
+    mut scan: Scan,
+    target: &str,
+    limits: Limits,
+    json: bool,
+) -> Result<u8> {
     let (path, line) = parse_target(target)?;
     let progress = ProgressBar::new();
     let mut sandbox = LazySandbox::new(&progress);
-    let limits = Limits::default();
     let snapshot = scan.clone();
     let mut selected = Vec::new();
     for (index, hook) in scan.hooks.iter_mut().enumerate() {

@@ -218,7 +218,12 @@ fn run_scan(cli: &Cli, python: &OsString, format: Format) -> Result<u8> {
         &StartContext::from_environment(flags),
         &policy,
     )?;
-    evaluation::evaluate_scan(&mut scan, &interpreter, &explain::ProgressBar::new());
+    evaluation::evaluate_scan(
+        &mut scan,
+        &interpreter,
+        sandbox::Limits::from_policy(&policy.sandbox),
+        &explain::ProgressBar::new(),
+    );
     match format {
         Format::Json => println!(
             "{}",
@@ -258,7 +263,12 @@ fn run_exec(cli: &Cli, strict: bool, command: &[OsString]) -> Result<u8> {
         &StartContext::from_environment(flags),
         &policy,
     )?;
-    evaluation::evaluate_scan(&mut scan, &interpreter, &explain::ProgressBar::new());
+    evaluation::evaluate_scan(
+        &mut scan,
+        &interpreter,
+        sandbox::Limits::from_policy(&policy.sandbox),
+        &explain::ProgressBar::new(),
+    );
     if let Some(file) = (!quiet)
         .then_some(&scan.files)
         .into_iter()
@@ -351,7 +361,8 @@ fn run_explain(cli: &Cli, hook: &str, python: &OsString, format: Format) -> Resu
         &policy,
     )?;
     let json = matches!(format, Format::Json);
-    explain::explain(&interpreter, scan, hook, json)
+    let limits = sandbox::Limits::from_policy(&policy.sandbox);
+    explain::explain(&interpreter, scan, hook, limits, json)
 }
 
 fn run_trust(file: Option<&std::path::Path>) -> Result<u8> {

@@ -118,10 +118,11 @@ fn effects_line(hook: &Hook) -> Option<String> {
             )
         });
     }
-    // TODO: an insertion in the middle of `sys.path` is applied at its recorded position,
-    // which is exact only when the real `sys.path` before the hook matches the one the guest
-    // saw (see the TODO in `evaluation::request_for`); insertions at the front and appends are
-    // exact.
+    // TODO: an insertion in the middle of `sys.path` is replayed at its recorded index. That is
+    // exact only when the real `sys.path` before the hook is the one the guest saw; it is not
+    // when earlier code hooks of the directory changed it, or when `site` runs the directory's
+    // hooks twice (seen with a pyenv 3.8 venv here: the second run sees a longer `sys.path`).
+    // Insertions at the front and appends are exact.
     Some(format!("import sys; {}", steps.join("; ")))
 }
 

@@ -38,6 +38,9 @@ pub use exports::sitegate::sandbox::evaluation::{
     Request, Trace,
 };
 
+// The defaults below are also the policy's (`sitegate_policy::SandboxLimits`); a test checks
+// that they agree.
+
 /// The default memory cap of one evaluation: 256 MiB of linear memory.
 pub const DEFAULT_MEMORY_BYTES: usize = 256 << 20;
 /// The default CPU bound, enforced by epoch interruption: 2 seconds of running guest code.
@@ -61,6 +64,18 @@ pub struct Limits {
     pub wall: Duration,
     /// Bytes kept of stdout and of stderr each.
     pub output_bytes: usize,
+}
+
+impl Limits {
+    /// The limits a policy's `[sandbox]` table sets.
+    pub fn from_policy(limits: &sitegate_policy::SandboxLimits) -> Limits {
+        Limits {
+            memory_bytes: (limits.memory_mib as usize) << 20,
+            cpu: Duration::from_millis(limits.cpu_ms.into()),
+            wall: Duration::from_millis(limits.wall_ms.into()),
+            output_bytes: (limits.output_kib as usize) << 10,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -511,5 +526,36 @@ fn host_reply(outcome: Outcome, stdout: String, stderr: String) -> Reply {
             stderr,
             output_truncated: truncated,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_defaults_are_the_host_defaults() {
+        let from_policy = Limits::from_policy(&sitegate_policy::SandboxLimits::default());
+        assert_eq!(from_policy, Limits::default());
+    }
+
+    #[test]
+    fn grants_start_empty_and_follow_the_entry() {
+        assert_eq!(Grants::none(), Grants::default());
+        let grant = EnvGrant {
+            names: vec!["EXACT".into()],
+            prefixes: vec!["OPENAI_".into()],
+        };
+        let environment = [
+            ("OPENAI_API_KEY", "a"),
+            ("EXACT", "b"),
+            ("EXACTLY", "c"),
+            ("AWS_SECRET_ACCESS_KEY", "d"),
+        ]
+        .map(|(name, value)| (name.to_owned(), value.to_owned()));
+        let grants = Grants::for_hook(Path::new("/site"), &grant, environment);
+        let names: Vec<&str> = grants.environment.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["EXACT", "OPENAI_API_KEY"]);
+        assert_eq!(grants.read_only_dir.as_deref(), Some(Path::new("/site")));
     }
 }

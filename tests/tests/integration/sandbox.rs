@@ -462,9 +462,13 @@ fn path_effects_are_applied_without_running_the_hook() {
             front.display().to_string()
         ),
     );
+    // A path line processed before the hooks: the guest sees its entry too.
+    let listed = sandbox.path().join("listed");
+    std::fs::create_dir(&listed).unwrap();
+    venv.write("aaa.pth", format!("{}\n", listed.display()));
     std::fs::write(
         sandbox.path().join("policy.toml"),
-        "[[allow]]\nfile = \"effects.pth\"\nmode = \"sandbox\"\n",
+        "[[allow]]\nfile = \"*.pth\"\nmode = \"sandbox\"\n",
     )
     .unwrap();
     let program = ["-c", "import json, sys; print(json.dumps(sys.path))"];
@@ -491,6 +495,7 @@ fn path_effects_are_applied_without_running_the_hook() {
     };
     let unguarded_path = path_of(&unguarded.stdout_text());
     assert!(unguarded_path.to_string().contains("front"));
+    assert!(unguarded_path.to_string().contains("listed"));
     assert_eq!(
         path_of(&guarded.stdout_text()),
         unguarded_path,
@@ -675,4 +680,46 @@ fn a_hook_sees_the_target_version() {
     };
     assert_eq!(added(old)[0]["entry"], "/old-python-only");
     assert_eq!(added(new), serde_json::json!([]));
+}
+
+#[test]
+fn the_policy_sets_the_limits() {
+    let Some(python) = python() else { return };
+    let (sandbox, venv) = setup(
+        &python,
+        "spin.pth",
+        "import sys; exec('while True: pass')\n",
+        &[],
+    );
+    std::fs::write(
+        sandbox.path().join("policy.toml"),
+        "[sandbox]\ncpu-ms = 300\nwall-ms = 1000\n\n[[allow]]\nfile = \"spin.pth\"\nmode = \"sandbox\"\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let hooks = explain(&sandbox, &venv, "spin.pth", false);
+    let elapsed = started.elapsed();
+    assert_eq!(hooks[0]["reason"], "sandbox-timeout");
+    // The default CPU bound is 2 s: ending well before it shows the policy's bound applied.
+    assert!(elapsed < Duration::from_millis(1800), "{elapsed:?}");
+}
+
+#[test]
+fn an_extension_module_in_the_site_directory_needs_native() {
+    let Some(python) = python() else { return };
+    let (sandbox, venv) = setup(&python, "native.pth", "import fastthing\n", &[]);
+    // An (empty) extension module: natively the import would load it, the guest cannot.
+    venv.write("fastthing.cpython-38-x86_64-linux-gnu.so", b"");
+    let hooks = explain(&sandbox, &venv, "native.pth", false);
+    assert_eq!(outcome_name(&hooks[0]), "needs-native", "{}", hooks[0]);
+    assert_eq!(hooks[0]["sandbox"]["outcome"]["module"], "fastthing");
+    assert_eq!(hooks[0]["reason"], "needs-native");
+    assert!(
+        hooks[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`fastthing`"),
+        "{}",
+        hooks[0]
+    );
 }
