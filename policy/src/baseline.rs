@@ -57,18 +57,31 @@ pub enum Requirement {
 impl std::fmt::Display for Requirement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Requirement::Recorded { distribution: Some(d), file } => {
-                write!(f, "`{file}` must be the file `{d}` installed (listed in its RECORD)")
+            Requirement::Recorded {
+                distribution: Some(d),
+                file,
+            } => {
+                write!(
+                    f,
+                    "`{file}` must be the file `{d}` installed (listed in its RECORD)"
+                )
             }
-            Requirement::Recorded { distribution: None, file } => write!(
+            Requirement::Recorded {
+                distribution: None,
+                file,
+            } => write!(
                 f,
-                "`{file}` must be the file the hook's own distribution installed (listed in its RECORD)"
+                "`{file}` must be the file the hook's own distribution installed (listed in its \
+                 RECORD)"
             ),
             Requirement::Pinned { file, .. } => {
                 write!(f, "`{file}` must be a version the baseline knows")
             }
             Requirement::Namespace { package } => {
-                write!(f, "`{package}` must be a namespace directory, with no code of its own")
+                write!(
+                    f,
+                    "`{package}` must be a namespace directory, with no code of its own"
+                )
             }
             Requirement::AbsentOrUnder { module, dir } => {
                 write!(f, "`{module}` must be absent or come from `{dir}`")

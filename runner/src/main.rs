@@ -238,7 +238,11 @@ fn run_exec(cli: &Cli, strict: bool, command: &[OsString]) -> Result<u8> {
     let (program, arguments) = command.split_first().context("no program given")?;
     let policy = load_policy(cli)?;
     let target = interpreter::resolve(program).map_err(|e| {
-        e.context(Hinted("`sitegate exec` runs a Python interpreter or a console script whose `#!` line names one".into()))
+        e.context(Hinted(
+            "`sitegate exec` runs a Python interpreter or a console script whose `#!` line \
+             names one"
+                .into(),
+        ))
     })?;
     let interpreter = interpreter::inspect(&target.interpreter).map_err(|e| {
         e.context(Hinted(
@@ -299,7 +303,8 @@ fn run_exec(cli: &Cli, strict: bool, command: &[OsString]) -> Result<u8> {
             .any(|f| matches!(f.state, FileState::Oversized(_)));
     if denied && (strict || policy.on_violation == OnViolation::Fail) {
         return Err(anyhow!(
-            "Refusing to start: hooks were denied and `--strict` or `on-violation = \"fail\"` is in force"
+            "Refusing to start: hooks were denied and `--strict` or `on-violation = \"fail\"` \
+             is in force"
         )
         .context(Hinted(
             "allow the hooks above in the policy, or remove them, then start again".into(),

@@ -111,10 +111,14 @@ pub fn denials(scan: &Scan) {
 /// What to do about a denied hook, by the reason it was denied.
 fn denial_hint(hook: &Hook, file_name: &str) -> Option<String> {
     let allow = format!(
-        "if you trust it, add to a trusted `sitegate.toml`: `[[allow]]` `file = \"{}\"` `sha256 = \"{}\"`",
+        "if you trust it, add to a trusted `sitegate.toml`: `[[allow]]` `file = \"{}\"` \
+         `sha256 = \"{}\"`",
         printable(file_name),
         hook.sha256
     );
+    // After an evaluation the sandbox's record is the evidence: an allow by hash would let a
+    // hook that tried to reach secrets or the network run natively.
+    let evaluated = hook.evaluation.is_some() && hook.decision.reason != "unevaluated-hook";
     match hook.decision.reason {
         "unverifiable-module" | "unreadable-hook-file" | "oversized-hook-file" => None,
         "policy-deny" => hook
@@ -131,6 +135,11 @@ fn denial_hint(hook: &Hook, file_name: &str) -> Option<String> {
                 printable(&owner_text(hook))
             ))
         }
+        _ if evaluated => Some(format!(
+            "`sitegate explain {}` shows what it did in the sandbox; allow it natively only if \
+             that is what you expect of it",
+            printable(&location(hook))
+        )),
         _ => Some(allow),
     }
 }

@@ -9,8 +9,8 @@
 //! Trust: it trusts nothing it reads. Directories are opened in exactly one place from an
 //! ambient path ([`open_dir`]); every file below is read through that `cap_std::fs::Dir`, so
 //! a symbolic link cannot silently lead the scanner out of the directory it was given: a link
-//! out is resolved and entered again through [`open_dir`], as CPython would follow it. Files larger than
-//! [`MAX_HOOK_FILE_BYTES`] are not read.
+//! out is resolved and entered again through [`open_dir`], as CPython would follow it. Files
+//! larger than [`MAX_HOOK_FILE_BYTES`] are not read.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;

@@ -10,12 +10,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-/// The `sitegate` binary under test: `SITEGATE_BIN`, else the workspace's release build.
+/// The `sitegate` binary under test: `SITEGATE_BIN`, else the one the same `cargo` build put
+/// beside this test binary's directory (`target/<profile>/sitegate`).
 pub fn sitegate_binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("SITEGATE_BIN") {
         return PathBuf::from(bin);
     }
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/sitegate");
+    let test_binary = std::env::current_exe().expect("the test binary has a path");
+    let profile_dir = test_binary
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = profile_dir.join("sitegate");
     assert!(
         bin.is_file(),
         "build sitegate first: `cargo build --release` (looked for {})",
