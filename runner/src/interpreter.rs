@@ -441,6 +441,38 @@ fn pyvenv_cfg(interpreter: &Path) -> Option<Vec<u8>> {
 
 /// Learns (or loads from the cache) the facts of an interpreter.
 pub fn inspect(path: &Path) -> Result<Interpreter> {
+    let interpreter = learn(path)?;
+    refuse_path_file(&interpreter)?;
+    Ok(interpreter)
+}
+
+/// From 3.11 a `._pth` file beside the interpreter or its `libpython` replaces the path
+/// configuration before `site` runs (and usually keeps `site` out): the standard library
+/// itself could come from anywhere it names. sitegate cannot verify such a start, so it
+/// refuses it rather than guard only half of it.
+fn refuse_path_file(interpreter: &Interpreter) -> Result<()> {
+    if interpreter.facts.version[1] < 11 {
+        return Ok(());
+    }
+    let mut candidates = vec![interpreter.path.clone()];
+    candidates.extend(fs::canonicalize(&interpreter.path).ok());
+    candidates.extend(interpreter.facts.libpython.clone());
+    for candidate in candidates {
+        let mut path_file = candidate.into_os_string();
+        path_file.push("._pth");
+        let path_file = PathBuf::from(path_file);
+        if path_file.is_file() {
+            bail!(
+                "`{}` replaces the interpreter's path configuration before `site` runs; \
+                 sitegate cannot verify such a start",
+                path_file.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn learn(path: &Path) -> Result<Interpreter> {
     let absolute = std::path::absolute(path)?;
     let canonical = fs::canonicalize(&absolute)?;
     let mut key = format!(

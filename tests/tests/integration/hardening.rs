@@ -221,3 +221,43 @@ fn an_untrusted_policy_below_does_not_shadow_a_trusted_one() {
         output.stderr_text()
     );
 }
+
+#[test]
+fn a_path_file_beside_the_interpreter_is_refused() {
+    for python in pythons().into_iter().filter(|p| p.version >= (3, 11)) {
+        let sandbox = Sandbox::new();
+        let venv = sandbox.venv(&python, "venv", false);
+        let shadow = sandbox.path().join("shadow");
+        std::fs::create_dir(&shadow).unwrap();
+        let path_file = venv.root.join("bin/python._pth");
+        std::fs::write(&path_file, format!("{}\n", shadow.display())).unwrap();
+        let plain = run(sandbox
+            .command(&venv.python)
+            .args(["-c", "import sys; print(sys.path[0])"]));
+        if plain.stdout_text().trim() != shadow.display().to_string() {
+            eprintln!(
+                "{}: this build ignores `._pth` files; nothing to refuse",
+                python.label
+            );
+            continue;
+        }
+        let guarded = run(sandbox
+            .sitegate()
+            .args(["exec", "--"])
+            .arg(&venv.python)
+            .args(["-c", "print('ran')"]));
+        assert_eq!(
+            guarded.status.code(),
+            Some(3),
+            "{}: {}",
+            python.label,
+            guarded.stderr_text()
+        );
+        assert_eq!(guarded.stdout_text(), "");
+        assert!(
+            guarded.stderr_text().contains("python._pth"),
+            "{}",
+            guarded.stderr_text()
+        );
+    }
+}
