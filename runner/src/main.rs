@@ -208,22 +208,29 @@ fn found_policy() -> Result<Policy> {
     Ok(Policy::builtin())
 }
 
+/// Scans one start and evaluates in the sandbox the hooks the policy sends there: the steps
+/// `scan` and `exec` share.
+fn scan_and_evaluate(
+    interpreter: &interpreter::Interpreter,
+    flags: StartFlags,
+    policy: &Policy,
+) -> Result<scan::Scan> {
+    let mut scan = scan::scan(interpreter, &StartContext::from_environment(flags), policy)?;
+    evaluation::evaluate_scan(
+        &mut scan,
+        interpreter,
+        sandbox::Limits::from_policy(&policy.sandbox),
+        &explain::ProgressBar::new(),
+    );
+    Ok(scan)
+}
+
 fn run_scan(cli: &Cli, python: &OsString, format: Format) -> Result<u8> {
     let policy = load_policy(cli)?;
     let target = interpreter::resolve(python)?;
     let interpreter = interpreter::inspect(&target.interpreter)?;
     let flags = StartFlags::parse(&target.shebang_arguments);
-    let mut scan = scan::scan(
-        &interpreter,
-        &StartContext::from_environment(flags),
-        &policy,
-    )?;
-    evaluation::evaluate_scan(
-        &mut scan,
-        &interpreter,
-        sandbox::Limits::from_policy(&policy.sandbox),
-        &explain::ProgressBar::new(),
-    );
+    let scan = scan_and_evaluate(&interpreter, flags, &policy)?;
     match format {
         Format::Json => println!(
             "{}",
@@ -262,17 +269,7 @@ fn run_exec(cli: &Cli, strict: bool, command: &[OsString]) -> Result<u8> {
     // start, but the plan is still handed over for its children and for an explicit
     // `site.main()`.
     let quiet = flags.no_site;
-    let mut scan = scan::scan(
-        &interpreter,
-        &StartContext::from_environment(flags),
-        &policy,
-    )?;
-    evaluation::evaluate_scan(
-        &mut scan,
-        &interpreter,
-        sandbox::Limits::from_policy(&policy.sandbox),
-        &explain::ProgressBar::new(),
-    );
+    let scan = scan_and_evaluate(&interpreter, flags, &policy)?;
     if let Some(file) = (!quiet)
         .then_some(&scan.files)
         .into_iter()
