@@ -145,7 +145,32 @@ def __sitegate_guard(site_globals, site_file):
 
         return run
 
+    def apply_effects(runs, relative, place):
+        # A hook allowed for its effects: sitegate replaced its code with this call. Each run
+        # the sandbox evaluated is `sys.path` before and after it; on the `sys.path` of one of
+        # them the hook's change is known exactly. On any other (a hook that ran natively
+        # before it changed `sys.path`), only a change that holds whatever else `sys.path`
+        # holds is applied: removals, entries put in front and entries appended.
+        current = list(sys.path)
+        for before, after in runs:
+            if current == before:
+                sys.path[:] = after
+                return
+        if relative is None:
+            warn(
+                "skipped the sys.path changes of `%s`: sys.path here is not the one they were "
+                "recorded on (see `sitegate explain`)" % place
+            )
+            return
+        removed, front, appended = relative
+        for entry in removed:
+            if entry in sys.path:
+                sys.path.remove(entry)
+        sys.path[0:0] = front
+        sys.path.extend(appended)
+
     site_globals["addpackage"] = addpackage
+    site_globals["__sitegate_effects"] = apply_effects
     site_globals["execsitecustomize"] = planned_import(real_execsitecustomize, "sitecustomize")
     site_globals["execusercustomize"] = planned_import(real_execusercustomize, "usercustomize")
 
@@ -153,6 +178,7 @@ def __sitegate_guard(site_globals, site_file):
         site_globals["addpackage"] = real_addpackage
         site_globals["execsitecustomize"] = real_execsitecustomize
         site_globals["execusercustomize"] = real_execusercustomize
+        site_globals.pop("__sitegate_effects", None)
         if site_file is not None:
             # Up to 3.10 `site` is imported from its source file. It gets the file's names, but
             # keeps its frozen spec and loader: `python -m site` (through `runpy`) must run this

@@ -30,8 +30,12 @@ use crate::scan::{Hook, Scan};
 pub struct Evaluated {
     /// The guest's reply (or the host's, when the guest could not answer).
     pub reply: Reply,
-    /// The length of `sys.path` the guest started from, to place the effects.
-    pub path_length_before: u32,
+    /// The `sys.path` the guest started from.
+    pub path_before: Vec<String>,
+    /// Every run of the hook in `site`'s walk as `sys.path` before and after it, for a hook
+    /// allowed for its effects: the launch replays the run whose `before` it meets.
+    #[serde(skip)]
+    pub runs: Vec<(Vec<String>, Vec<String>)>,
     /// Whether it came from the cache.
     #[serde(skip)]
     pub cached: bool,
@@ -49,11 +53,13 @@ fn site_dir_of(hook: &Hook) -> Option<&Path> {
     hook.path.parent()
 }
 
-/// The request for one hook, or `None` for hooks that run no code.
+/// The request for one run of a hook, or `None` for hooks that run no code. `sys_path` is
+/// `sys.path` as `site` has built it when the hook runs (see [`evaluate_walk`]).
 pub fn request_for(
     hook: &Hook,
     interpreter: &Interpreter,
     scan: &Scan,
+    sys_path: Vec<String>,
     limits: Limits,
 ) -> Option<Request> {
     let site_dir = site_dir_of(hook)?;
@@ -70,32 +76,6 @@ pub fn request_for(
         }
         HookKind::PthPath => return None,
     };
-
-    // `sys.path` as `site` has built it when it reaches this hook: everything up to its site
-    // directory, then the path lines of the same directory that `site` processed before it.
-    let mut sys_path: Vec<String> = Vec::new();
-    for entry in &scan.predicted_path {
-        sys_path.push(entry.to_string_lossy().into_owned());
-        if entry == site_dir {
-            break;
-        }
-    }
-    let earlier = scan
-        .hooks
-        .iter()
-        .take_while(|h| !(h.path == hook.path && h.line == hook.line));
-    for path_line in
-        earlier.filter(|h| h.kind == HookKind::PthPath && h.path.parent() == Some(site_dir))
-    {
-        if let Some((target, true)) = &path_line.target {
-            let entry = target.to_string_lossy().into_owned();
-            if path_line.decision.verdict == Verdict::Allowed && !sys_path.contains(&entry) {
-                sys_path.push(entry);
-            }
-        }
-    }
-    // TODO: `sys.path` changes made by code hooks that ran earlier in the same directory are
-    // not in this list; a hook that depends on them is evaluated against a shorter `sys.path`.
     let facts = &interpreter.facts;
     Some(Request {
         kind,
@@ -284,9 +264,10 @@ pub fn evaluate_hook(
     let site_dir = site_dir_of(hook).unwrap_or(Path::new("/")).to_owned();
     let grants = Grants::for_hook(&site_dir, &hook.decision.env, std::env::vars());
     let request = with_grants(request, &grants);
-    let mut path_length_before = request.interpreter.sys_path.len() as u32;
-    if !request.interpreter.sys_path.contains(&request.site_dir) {
-        path_length_before += 1;
+    // The guest makes the hook's directory importable as `site` would have.
+    let mut path_before = request.interpreter.sys_path.clone();
+    if !path_before.contains(&request.site_dir) {
+        path_before.push(request.site_dir.clone());
     }
     let guest_sha256 = match sandbox::recorded_guest_sha256() {
         Some(sha256) => sha256,
@@ -296,7 +277,8 @@ pub fn evaluate_hook(
     if let Some(reply) = cached(&key) {
         return Ok(Evaluated {
             reply,
-            path_length_before,
+            path_before,
+            runs: Vec::new(),
             cached: true,
         });
     }
@@ -306,7 +288,8 @@ pub fn evaluate_hook(
     }
     Ok(Evaluated {
         reply,
-        path_length_before,
+        path_before,
+        runs: Vec::new(),
         cached: false,
     })
 }
@@ -320,31 +303,91 @@ pub fn evaluate_scan(
     progress: &dyn sandbox::Progress,
 ) {
     let mut sandbox = LazySandbox::new(progress);
+    let result = evaluate_walk(scan, interpreter, limits, &mut sandbox, &|_| false);
+    debug_assert!(result.is_ok(), "only selected hooks fail the walk");
+}
+
+/// Follows `site`'s walk over the scan's code hooks and evaluates, on the `sys.path` of each
+/// run, every hook that waits for the sandbox and every hook `selected` picks. A hook allowed
+/// for its effects changes the `sys.path` the next runs see, as it will in the launch; hooks
+/// that run natively are assumed to leave it alone (the launch checks that, see `plan`).
+///
+/// A hook that waits for the sandbox gets the verdict of its runs (any denied run denies it);
+/// one that cannot be evaluated stays denied, with the reason in its message. Only a failure
+/// to evaluate a selected hook is an error.
+pub fn evaluate_walk(
+    scan: &mut Scan,
+    interpreter: &Interpreter,
+    limits: Limits,
+    sandbox: &mut LazySandbox<'_>,
+    selected: &dyn Fn(&Hook) -> bool,
+) -> Result<()> {
+    let awaits: Vec<bool> = scan
+        .hooks
+        .iter()
+        .map(|h| h.decision.awaits_evaluation())
+        .collect();
     let snapshot = scan.clone();
-    for hook in scan.hooks.iter_mut() {
-        if !hook.decision.awaits_evaluation() {
+    let text = |path: &PathBuf| path.to_string_lossy().into_owned();
+    let mut sys_path: Vec<String> = Vec::new();
+    let mut built = 0;
+    for step in &snapshot.walk {
+        sys_path.extend(
+            snapshot.predicted_path[built..step.path_length]
+                .iter()
+                .map(text),
+        );
+        built = step.path_length;
+        let hook = &mut scan.hooks[step.hook];
+        if !(awaits[step.hook] || selected(hook)) {
             continue;
         }
-        let Some(request) = request_for(hook, interpreter, &snapshot, limits) else {
+        let Some(request) = request_for(hook, interpreter, &snapshot, sys_path.clone(), limits)
+        else {
             continue;
         };
-        match evaluate_hook(hook, request, &mut sandbox, limits) {
-            Ok(evaluated) => {
-                let site_dir = site_dir_of(hook).unwrap_or(Path::new("/"));
-                let findings = findings_of(&evaluated.reply, site_dir, &hook.decision.env);
-                let rule = hook.decision.rule.clone();
-                hook.decision = judge(&findings, &hook.decision.env, rule);
-                hook.evaluation = Some(Box::new(evaluated));
-            }
-            Err(error) => {
+        let evaluated = match evaluate_hook(hook, request, sandbox, limits) {
+            Ok(evaluated) => evaluated,
+            Err(error) if !selected(hook) => {
                 hook.decision.message =
                     format!("{}: {error:#}", hook.decision.message.trim_end_matches('.'));
                 tracing::warn!("cannot evaluate `{}`: {error:#}", hook.path.display());
+                continue;
             }
+            Err(error) => return Err(error),
+        };
+        let site_dir = site_dir_of(hook).unwrap_or(Path::new("/"));
+        let findings = findings_of(&evaluated.reply, site_dir, &hook.decision.env);
+        let run = (
+            evaluated.path_before.clone(),
+            evaluated.reply.effects.path_after.clone(),
+        );
+        let first = hook.evaluation.is_none();
+        let decision = if awaits[step.hook] {
+            judge(&findings, &hook.decision.env, hook.decision.rule.clone())
+        } else {
+            hook.decision.clone()
+        };
+        let applies_effects =
+            decision.verdict == Verdict::Allowed && decision.reason == "sandbox-effects";
+        let denies_again = !first && decision.verdict == Verdict::Denied;
+        if first || (denies_again && hook.decision.verdict == Verdict::Allowed) {
+            let runs = hook.evaluation.take().map(|e| e.runs).unwrap_or_default();
+            hook.decision = decision;
+            hook.evaluation = Some(Box::new(Evaluated { runs, ..evaluated }));
+        }
+        if let Some(evaluation) = hook.evaluation.as_mut() {
+            if !evaluation.runs.iter().any(|(before, _)| *before == run.0) {
+                evaluation.runs.push(run.clone());
+            }
+        }
+        if applies_effects {
+            sys_path = run.1;
         }
         debug_assert!(
             hook.decision.verdict == Verdict::Denied || hook.evaluation.is_some(),
             "an unevaluated hook is never allowed"
         );
     }
+    Ok(())
 }

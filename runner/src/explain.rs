@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use sitegate_policy::{judge, RunMode, Verdict};
 
-use crate::evaluation::{evaluate_hook, findings_of, request_for, LazySandbox};
+use crate::evaluation::{evaluate_walk, findings_of, LazySandbox};
 use crate::interpreter::Interpreter;
 use crate::report;
 use crate::sandbox::{self, Limits, Outcome};
@@ -91,24 +91,13 @@ pub fn explain(
     let (path, line) = parse_target(target)?;
     let progress = ProgressBar::new();
     let mut sandbox = LazySandbox::new(&progress);
-    let snapshot = scan.clone();
-    let mut selected = Vec::new();
-    for (index, hook) in scan.hooks.iter_mut().enumerate() {
-        if !selects(hook, &path, line) {
-            continue;
-        }
-        let Some(request) = request_for(hook, interpreter, &snapshot, limits) else {
-            continue;
-        };
-        let evaluated = evaluate_hook(hook, request, &mut sandbox, limits)?;
-        let site_dir = hook.path.parent().unwrap_or(Path::new("/"));
-        let findings = findings_of(&evaluated.reply, site_dir, &hook.decision.env);
-        if hook.decision.awaits_evaluation() {
-            hook.decision = judge(&findings, &hook.decision.env, hook.decision.rule.clone());
-        }
-        hook.evaluation = Some(Box::new(evaluated));
-        selected.push(index);
-    }
+    // The whole walk is followed: hooks before the selected ones that are allowed for their
+    // effects change the `sys.path` the selected ones see.
+    let chosen = |hook: &Hook| selects(hook, &path, line);
+    evaluate_walk(&mut scan, interpreter, limits, &mut sandbox, &chosen)?;
+    let selected: Vec<usize> = (0..scan.hooks.len())
+        .filter(|&index| chosen(&scan.hooks[index]) && scan.hooks[index].evaluation.is_some())
+        .collect();
     drop(progress);
     if selected.is_empty() {
         bail!(

@@ -78,52 +78,99 @@ fn path_bytes(path: &Path) -> Marshal {
     Marshal::Bytes(path.as_os_str().as_bytes().to_vec())
 }
 
-/// The line that applies a hook's recorded `sys.path` effects in its place, for hooks allowed
-/// for their effects. An addition followed only by other additions is appended (the hook
-/// appended it to whatever `sys.path` held); any other is inserted at its recorded position.
-/// Strings are written as JSON literals, which Python reads as the same strings.
-fn effects_line(hook: &Hook) -> Option<String> {
+/// A Python string literal of ASCII characters only, so that it reads the same whatever codec
+/// `site` decodes the line with.
+fn python_str(text: &str) -> String {
+    use std::fmt::Write;
+    let mut literal = String::from("'");
+    for c in text.chars() {
+        match c {
+            '\\' => literal.push_str("\\\\"),
+            '\'' => literal.push_str("\\'"),
+            ' '..='~' => literal.push(c),
+            c if u32::from(c) <= 0xffff => {
+                let _ = write!(literal, "\\u{:04x}", u32::from(c));
+            }
+            c => {
+                let _ = write!(literal, "\\U{:08x}", u32::from(c));
+            }
+        }
+    }
+    literal.push('\'');
+    literal
+}
+
+fn python_list(items: &[String]) -> String {
+    let items: Vec<String> = items.iter().map(|item| python_str(item)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// A run's change in a form that holds whatever else `sys.path` holds: the removed entries,
+/// the entries put in front and the entries appended, when the entries the hook kept stayed in
+/// their order between them. `None` for any other change (an insertion in the middle, a move).
+fn relative_change(before: &[String], after: &[String]) -> Option<[Vec<String>; 3]> {
+    let mut kept: Vec<&String> = Vec::new();
+    let mut unmatched: Vec<&String> = after.iter().collect();
+    let mut removed = Vec::new();
+    for entry in before {
+        match unmatched.iter().position(|e| *e == entry) {
+            Some(index) => {
+                unmatched.remove(index);
+                kept.push(entry);
+            }
+            None => removed.push(entry.clone()),
+        }
+    }
+    let front = (0..=after.len() - kept.len()).find(|&start| {
+        after[start..start + kept.len()]
+            .iter()
+            .zip(&kept)
+            .all(|(a, k)| a == *k)
+    })?;
+    Some([
+        removed,
+        after[..front].to_vec(),
+        after[front + kept.len()..].to_vec(),
+    ])
+}
+
+/// What replaces a hook allowed for its effects: a line calling the guard's `__sitegate_effects`
+/// (in `site`'s namespace while `site` runs) with every evaluated run of the hook as
+/// `sys.path` before and after it, the same change in relative form when it has one, and the
+/// hook's place for messages. The guard replays the run whose `before` is the real `sys.path`;
+/// on any other `sys.path` only a relative change is applied (see `guard.py`).
+fn effects_call(hook: &Hook) -> Option<String> {
     if hook.decision.reason != "sandbox-effects" {
         return None;
     }
-    let effects = &hook.evaluation.as_ref()?.reply.effects;
-    if effects.path_added.is_empty() && effects.path_removed.is_empty() {
-        return Some("#".to_owned());
-    }
-    let literal = |text: &str| serde_json::to_string(text).unwrap_or_default();
-    let mut steps = Vec::new();
-    for removed in &effects.path_removed {
-        let entry = literal(&removed.entry);
-        steps.push(format!("{entry} in sys.path and sys.path.remove({entry})"));
-    }
-    let added = &effects.path_added;
     let evaluated = hook.evaluation.as_ref()?;
-    let final_length =
-        evaluated.path_length_before + added.len() as u32 - effects.path_removed.len() as u32;
-    for entry in added {
-        // An addition with only other additions after it went to the end of the hook's
-        // `sys.path`: it is appended to whatever the real `sys.path` holds at that point.
-        let later = added
-            .iter()
-            .filter(|a| a.position >= entry.position)
-            .count() as u32;
-        let appended = later == final_length.saturating_sub(entry.position);
-        steps.push(if appended {
-            format!("sys.path.append({})", literal(&entry.entry))
-        } else {
+    let runs: Vec<String> = evaluated
+        .runs
+        .iter()
+        .map(|(before, after)| format!("({}, {})", python_list(before), python_list(after)))
+        .collect();
+    let relative = evaluated
+        .runs
+        .first()
+        .and_then(|(before, after)| relative_change(before, after))
+        .map_or("None".to_owned(), |[removed, front, appended]| {
             format!(
-                "sys.path.insert({}, {})",
-                entry.position,
-                literal(&entry.entry)
+                "({}, {}, {})",
+                python_list(&removed),
+                python_list(&front),
+                python_list(&appended)
             )
         });
-    }
-    // TODO: an insertion in the middle of `sys.path` is replayed at its recorded index. That is
-    // exact only when the real `sys.path` before the hook is the one the guest saw; it is not
-    // when earlier code hooks of the directory changed it, or when `site` runs the directory's
-    // hooks twice (seen with a pyenv 3.8 venv here: the second run sees a longer `sys.path`).
-    // Insertions at the front and appends are exact.
-    Some(format!("import sys; {}", steps.join("; ")))
+    let place = match hook.line {
+        Some(line) => format!("{}:{line}", hook.path.display()),
+        None => hook.path.display().to_string(),
+    };
+    // `site` executes only lines that start with `import`.
+    Some(format!(
+        "import sys; __sitegate_effects([{}], {relative}, {})",
+        runs.join(", "),
+        python_str(&place)
+    ))
 }
 
 /// Builds the plan's `marshal` body from a scan.
@@ -148,7 +195,7 @@ fn plan_body(scan: &Scan) -> Vec<u8> {
                 };
                 let bytes = text.rewritten(|line| {
                     let hook = hooks.iter().find(|h| h.line == Some(line.number));
-                    match hook.and_then(|h| effects_line(h)) {
+                    match hook.and_then(|h| effects_call(h)) {
                         Some(replacement) => LineFate::Replace(replacement),
                         None if runs(line.number) => LineFate::Keep,
                         None => LineFate::Neutralise,
@@ -183,15 +230,24 @@ fn plan_body(scan: &Scan) -> Vec<u8> {
     }
     let mut modules = Vec::new();
     for module in &scan.modules {
-        let env = scan
-            .hooks
-            .iter()
-            .find(|h| h.kind == module.kind)
-            .map(|h| h.decision.env.clone())
-            .unwrap_or_default();
+        let Some(hook) = scan.hooks.iter().find(|h| h.kind == module.kind) else {
+            continue;
+        };
+        if hook.decision.verdict != Verdict::Allowed {
+            continue;
+        }
+        // A module allowed for its effects is replaced by the replay of its `sys.path` changes.
+        let (source, env) = match effects_call(hook) {
+            Some(call) => (
+                format!("from site import __sitegate_effects\n{call}\ndel __sitegate_effects\n")
+                    .into_bytes(),
+                EnvGrant::default(),
+            ),
+            None => (module.source.clone(), hook.decision.env.clone()),
+        };
         let value = Marshal::Tuple(vec![
             path_bytes(&module.origin),
-            Marshal::Bytes(module.source.clone()),
+            Marshal::Bytes(source),
             grant(&env),
         ]);
         modules.push((Marshal::Str(module.kind.code().to_owned()), value));
@@ -272,4 +328,40 @@ fn mounted_noexec(path: &Path) -> bool {
     let status = unsafe { libc::statvfs(c_path.as_ptr(), info.as_mut_ptr()) };
     // SAFETY: `statvfs` returned 0, so it filled `info`.
     status == 0 && unsafe { info.assume_init() }.f_flag & libc::ST_NOEXEC != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|item| item.to_string()).collect()
+    }
+
+    #[test]
+    fn python_literals_are_ascii_and_exact() {
+        assert_eq!(python_str("a'b\\c"), r"'a\'b\\c'");
+        assert_eq!(python_str("é\n😀"), r"'\u00e9\u000a\U0001f600'");
+        assert_eq!(python_list(&strings(&["x", "y"])), "['x', 'y']");
+    }
+
+    #[test]
+    fn front_insertions_removals_and_appends_have_a_relative_form() {
+        let before = strings(&["a", "b", "c"]);
+        let after = strings(&["x", "a", "c", "y"]);
+        assert_eq!(
+            relative_change(&before, &after),
+            Some([strings(&["b"]), strings(&["x"]), strings(&["y"])])
+        );
+    }
+
+    #[test]
+    fn insertions_in_the_middle_and_moves_have_none() {
+        let before = strings(&["a", "b", "c"]);
+        assert_eq!(
+            relative_change(&before, &strings(&["a", "x", "b", "c"])),
+            None
+        );
+        assert_eq!(relative_change(&before, &strings(&["b", "c", "a"])), None);
+    }
 }

@@ -238,6 +238,7 @@ pub fn json_document(interpreter: &Interpreter, scan: &Scan) -> Value {
                     "mode": "sandbox",
                     "cached": evaluated.cached,
                     "outcome": outcome_json(&evaluated.reply.outcome),
+                    "path_before": evaluated.path_before,
                     "effects": evaluated.reply.effects,
                     "trace": evaluated.reply.trace,
                 })),

@@ -512,6 +512,7 @@ fn host_reply(outcome: Outcome, stdout: String, stderr: String) -> Reply {
             environment_set: Vec::new(),
             environment_removed: Vec::new(),
             modules_loaded: Vec::new(),
+            path_after: Vec::new(),
         },
         trace: Trace {
             environment_lookups: Vec::new(),

@@ -98,6 +98,17 @@ pub struct PinnedModule {
     pub source: Vec<u8>,
 }
 
+/// One run of a code hook in `site`'s walk. A directory handed to `site` twice (a venv's
+/// site-packages on 3.8 to 3.14) runs its code lines twice, each time on the `sys.path` of
+/// that moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The hook, an index into [`Scan::hooks`].
+    pub hook: usize,
+    /// How much of [`Scan::predicted_path`] `site` has built when the hook runs.
+    pub path_length: usize,
+}
+
 /// The result of a scan.
 #[derive(Clone, Debug)]
 pub struct Scan {
@@ -107,10 +118,12 @@ pub struct Scan {
     pub files: Vec<PthFile>,
     /// Every hook, in processing order.
     pub hooks: Vec<Hook>,
-    /// Allowed-module sources, for the plan.
+    /// The sources of customize modules allowed or sent to the sandbox, for the plan.
     pub modules: Vec<PinnedModule>,
-    /// `sys.path` as predicted right after `site`.
+    /// `sys.path` as predicted right after `site`, leaving out what code hooks change.
     pub predicted_path: Vec<PathBuf>,
+    /// Every run of a code hook (`.pth` code lines, then the customize modules), in order.
+    pub walk: Vec<Step>,
 }
 
 impl Scan {
@@ -345,6 +358,7 @@ pub fn scan(
             hooks: Vec::new(),
             modules: Vec::new(),
             predicted_path: Vec::new(),
+            walk: Vec::new(),
         },
     };
 
@@ -393,6 +407,8 @@ pub fn scan(
         if processed.insert(dir.clone()) {
             scanner.scan.site_dirs.push(dir.clone());
             scanner.site_dir(&dir);
+        } else {
+            scanner.runs_again(&dir);
         }
     }
 
@@ -409,10 +425,33 @@ pub fn scan(
             &facts.extension_suffixes,
         );
     }
+    let path_length = scanner.scan.predicted_path.len();
+    for (index, hook) in scanner.scan.hooks.iter().enumerate() {
+        if hook.line.is_none() {
+            scanner.scan.walk.push(Step {
+                hook: index,
+                path_length,
+            });
+        }
+    }
     Ok(scanner.scan)
 }
 
 impl Scanner<'_> {
+    /// A directory's second reading: its path lines change nothing (their entries are known),
+    /// its code lines run again.
+    fn runs_again(&mut self, site_dir: &Path) {
+        let path_length = self.scan.predicted_path.len();
+        for (index, hook) in self.scan.hooks.iter().enumerate() {
+            if hook.kind == HookKind::PthCode && hook.path.parent() == Some(site_dir) {
+                self.scan.walk.push(Step {
+                    hook: index,
+                    path_length,
+                });
+            }
+        }
+    }
+
     fn site_dir(&mut self, site_dir: &Path) {
         let dir = match open_dir(site_dir) {
             Ok(dir) => dir,
@@ -559,6 +598,12 @@ impl Scanner<'_> {
                 }
             }
             signals.sort();
+            if kind == HookKind::PthCode {
+                self.scan.walk.push(Step {
+                    hook: self.scan.hooks.len(),
+                    path_length: self.scan.predicted_path.len(),
+                });
+            }
             let facts = HookFacts {
                 kind,
                 file_name: &file_name,
@@ -676,7 +721,9 @@ impl Scanner<'_> {
                 self.verify_baseline(&facts, decide(&facts, self.policy), entry)
             }
         };
-        if decision.verdict == Verdict::Allowed {
+        // The source is pinned for a module allowed now or sent to the sandbox, which
+        // evaluates exactly these bytes; the plan keeps only what ends up allowed.
+        if decision.verdict == Verdict::Allowed || decision.awaits_evaluation() {
             self.scan.modules.push(PinnedModule {
                 kind,
                 origin: path.clone(),

@@ -450,6 +450,15 @@ def _added_objects(before, after):
     return added
 
 
+def _path_text(entry):
+    """A `sys.path` entry as text; a hook may put bytes or other objects there."""
+    if isinstance(entry, str):
+        return entry
+    if isinstance(entry, bytes):
+        return os.fsdecode(entry)
+    return repr(entry)
+
+
 def _path_changes(before, after):
     remaining = list(after)
     removed = []
@@ -624,7 +633,8 @@ class Evaluation(exports.Evaluation):
             else:
                 outcome = wit.Outcome_MissingModule(failed)
 
-        added, removed = _path_changes(path_before, list(sys.path))
+        path_after = [_path_text(entry) for entry in sys.path]
+        added, removed = _path_changes(path_before, path_after)
         environment_after = os.environ if isinstance(os.environ, RecordingEnvironment) else None
         effects = wit.Effects(
             added,
@@ -637,6 +647,7 @@ class Evaluation(exports.Evaluation):
             ],
             sorted(environment_after.removed_keys) if environment_after else [],
             sorted(loaded_after - loaded_before),
+            path_after,
         )
         trace = wit.Trace(
             recorder.lookups,

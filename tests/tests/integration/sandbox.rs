@@ -444,6 +444,21 @@ fn unknown_code_goes_to_the_sandbox_when_the_policy_says_so() {
     assert_eq!(cached(&document), false);
 }
 
+/// The venv's program printing `sys.path` as JSON, run directly and under `sitegate exec` with
+/// the sandbox's `policy.toml`: (unguarded, guarded).
+fn sys_paths(sandbox: &Sandbox, venv: &Venv) -> (std::process::Output, std::process::Output) {
+    let program = ["-c", "import json, sys; print(json.dumps(sys.path))"];
+    let unguarded = run(sandbox.command(&venv.python).args(program));
+    let guarded = run(sandbox
+        .sitegate()
+        .arg("--policy")
+        .arg(sandbox.path().join("policy.toml"))
+        .args(["exec", "--"])
+        .arg(&venv.python)
+        .args(program));
+    (unguarded, guarded)
+}
+
 #[test]
 fn path_effects_are_applied_without_running_the_hook() {
     let Some(python) = python() else { return };
@@ -471,16 +486,7 @@ fn path_effects_are_applied_without_running_the_hook() {
         "[[allow]]\nfile = \"*.pth\"\nmode = \"sandbox\"\n",
     )
     .unwrap();
-    let program = ["-c", "import json, sys; print(json.dumps(sys.path))"];
-
-    let unguarded = run(sandbox.command(&venv.python).args(program));
-    let guarded = run(sandbox
-        .sitegate()
-        .arg("--policy")
-        .arg(sandbox.path().join("policy.toml"))
-        .args(["exec", "--"])
-        .arg(&venv.python)
-        .args(program));
+    let (unguarded, guarded) = sys_paths(&sandbox, &venv);
     assert!(
         unguarded.stdout_text().contains("RAN-NATIVELY"),
         "the hook did not run unguarded; the test would prove nothing"
@@ -501,6 +507,109 @@ fn path_effects_are_applied_without_running_the_hook() {
         unguarded_path,
         "{}",
         guarded.stderr_text()
+    );
+}
+
+#[test]
+fn insertions_in_the_middle_and_moves_are_replayed_where_site_makes_them() {
+    for python in pythons() {
+        let sandbox = Sandbox::new();
+        prepared(&sandbox);
+        let venv = sandbox.venv(&python, "venv", false);
+        let first = sandbox.path().join("first").display().to_string();
+        let second = sandbox.path().join("second").display().to_string();
+        // `site` reads a venv's site-packages twice: each hook runs twice, the second time on
+        // the `sys.path` the first runs left. The second hook's place depends on the first's
+        // insertion, and the third moves an entry, which changes no entry's presence.
+        venv.write(
+            "a.pth",
+            format!("import sys; sys.path.insert(1, {first:?}); print('RAN-NATIVELY')\n"),
+        );
+        venv.write(
+            "b.pth",
+            format!("import sys; sys.path.insert(sys.path.index(sitedir), {second:?})\n"),
+        );
+        venv.write(
+            "c.pth",
+            format!("import sys; sys.path.remove({first:?}); sys.path.append({first:?})\n"),
+        );
+        std::fs::write(
+            sandbox.path().join("policy.toml"),
+            "[[allow]]\nfile = \"*.pth\"\nmode = \"sandbox\"\n",
+        )
+        .unwrap();
+        let (unguarded, guarded) = sys_paths(&sandbox, &venv);
+        let version = &python.label;
+        assert!(
+            unguarded.stdout_text().contains("RAN-NATIVELY"),
+            "{version}"
+        );
+        assert!(
+            !guarded.stdout_text().contains("RAN-NATIVELY"),
+            "{version}: the hook ran natively"
+        );
+        assert!(
+            !guarded.stderr_text().contains("sitegate:"),
+            "{version}: {}",
+            guarded.stderr_text()
+        );
+        let last = |text: String| text.lines().last().unwrap_or_default().to_owned();
+        let unguarded_path = last(unguarded.stdout_text());
+        assert!(unguarded_path.contains("second"), "{version}");
+        assert_eq!(
+            last(guarded.stdout_text()),
+            unguarded_path,
+            "{version}: {}",
+            guarded.stderr_text()
+        );
+    }
+}
+
+#[test]
+fn a_native_hook_that_changes_sys_path_leaves_only_relative_changes_replayed() {
+    let Some(python) = python() else { return };
+    let sandbox = Sandbox::new();
+    prepared(&sandbox);
+    let venv = sandbox.venv(&python, "venv", false);
+    let entry = |name: &str| sandbox.path().join(name).display().to_string();
+    let (native, front, middle) = (entry("native"), entry("front"), entry("middle"));
+    // The native hook appends an entry the sandbox never sees, so the later hooks run on a
+    // `sys.path` no evaluation started from.
+    venv.write(
+        "n.pth",
+        format!("import sys; sys.path.append({native:?}) if {native:?} not in sys.path else 0\n"),
+    );
+    venv.write(
+        "p.pth",
+        format!("import sys; sys.path.insert(0, {front:?})\n"),
+    );
+    venv.write(
+        "q.pth",
+        format!("import sys; sys.path.insert(2, {middle:?})\n"),
+    );
+    std::fs::write(
+        sandbox.path().join("policy.toml"),
+        "[[allow]]\nfile = \"n.pth\"\nmode = \"native\"\n\n\
+         [[allow]]\nfile = \"p.pth\"\nmode = \"sandbox\"\n\n\
+         [[allow]]\nfile = \"q.pth\"\nmode = \"sandbox\"\n",
+    )
+    .unwrap();
+    let (_, guarded) = sys_paths(&sandbox, &venv);
+    let stderr = guarded.stderr_text();
+    let path: Vec<String> =
+        serde_json::from_str(guarded.stdout_text().lines().last().unwrap_or_default()).unwrap();
+    // The insertion at the front holds whatever else `sys.path` holds: both runs applied it.
+    assert_eq!(
+        path.iter().filter(|e| **e == front).count(),
+        2,
+        "{path:?}\n{stderr}"
+    );
+    assert!(path.contains(&native), "{path:?}");
+    // The insertion in the middle is known only on the `sys.path` it was recorded on.
+    assert!(!path.contains(&middle), "{path:?}");
+    assert!(
+        stderr.contains("skipped the sys.path changes of `") && stderr.contains("q.pth:1`"),
+        "{stderr}"
     );
 }
 
