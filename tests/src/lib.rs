@@ -170,6 +170,17 @@ impl Sandbox {
         self.command(sitegate_binary())
     }
 
+    /// `sitegate [--policy POLICY] exec -- PYTHON`, to which the caller adds the program's
+    /// arguments.
+    pub fn guarded(&self, policy: Option<&Path>, python: &Path) -> Command {
+        let mut command = self.sitegate();
+        if let Some(policy) = policy {
+            command.arg("--policy").arg(policy);
+        }
+        command.args(["exec", "--"]).arg(python);
+        command
+    }
+
     /// Makes a venv with `python -m venv` (with pip when asked, which brings setuptools' hook
     /// on the versions whose `ensurepip` ships setuptools).
     pub fn venv(&self, python: &Python, name: &str, with_pip: bool) -> Venv {

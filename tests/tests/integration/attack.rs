@@ -140,14 +140,10 @@ fn a_hook_changed_after_the_check_does_not_run() {
     let path_dir = sandbox.path().join("extra");
     std::fs::create_dir(&path_dir).unwrap();
     let pth = venv.write("paths.pth", format!("{}\n", path_dir.display()));
-    let capture = run(sandbox
-        .sitegate()
-        .args(["exec", "--"])
-        .arg(&venv.python)
-        .args([
-            "-c",
-            "import os; print(os.environ['SITEGATE_PLAN']); print(os.environ['LD_PRELOAD'])",
-        ]));
+    let capture = run(sandbox.guarded(None, &venv.python).args([
+        "-c",
+        "import os; print(os.environ['SITEGATE_PLAN']); print(os.environ['LD_PRELOAD'])",
+    ]));
     let text = capture.stdout_text();
     let mut lines = text.lines();
     let (plan, preload) = (

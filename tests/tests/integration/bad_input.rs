@@ -17,13 +17,7 @@ fn a_broken_policy_stops_the_launch_with_file_and_line() {
     let venv = sandbox.venv(&python, "venv", false);
     let policy = sandbox.path().join("broken.toml");
     std::fs::write(&policy, "[[allow]]\nfile = \"x.pth\"\nenvv = [\"A\"]\n").unwrap();
-    let output = run(sandbox
-        .sitegate()
-        .arg("--policy")
-        .arg(&policy)
-        .args(["exec", "--"])
-        .arg(&venv.python)
-        .args(program()));
+    let output = run(sandbox.guarded(Some(&policy), &venv.python).args(program()));
     assert_eq!(output.status.code(), Some(3));
     assert_eq!(output.stdout_text(), "", "nothing of the program ran");
     let location = format!("{}:3:", policy.display());
@@ -63,13 +57,7 @@ fn odd_pth_files_behave_as_cpython_does() {
             python.label,
             plain.stderr_text()
         );
-        let guarded = run(sandbox
-            .sitegate()
-            .arg("--policy")
-            .arg(&policy)
-            .args(["exec", "--"])
-            .arg(&venv.python)
-            .args(program()));
+        let guarded = run(sandbox.guarded(Some(&policy), &venv.python).args(program()));
         assert_eq!(
             guarded.status.code(),
             Some(0),
@@ -123,9 +111,7 @@ fn an_undecodable_pth_refuses_the_start_as_cpython_aborts() {
             plain.stderr_text()
         );
         let guarded = run(sandbox
-            .sitegate()
-            .args(["exec", "--"])
-            .arg(&venv.python)
+            .guarded(None, &venv.python)
             .args(program())
             .env("LC_ALL", "C.UTF-8"));
         assert_eq!(guarded.status.code(), Some(3), "{}", python.label);
@@ -165,11 +151,7 @@ fn ten_thousand_pth_files() {
     let document: serde_json::Value = serde_json::from_str(&scan.stdout_text()).unwrap();
     let hooks = document["hooks"].as_array().unwrap();
     assert!(hooks.len() > 10_000, "{}", hooks.len());
-    let guarded = run(sandbox
-        .sitegate()
-        .args(["exec", "--"])
-        .arg(&venv.python)
-        .args(program()));
+    let guarded = run(sandbox.guarded(None, &venv.python).args(program()));
     assert_eq!(
         guarded.stdout_text(),
         "program\n",
@@ -200,11 +182,7 @@ fn programs_that_are_not_a_supported_python_are_refused() {
     assert_eq!(missing.status.code(), Some(3));
     match unsupported_python() {
         Some(old) => {
-            let refused = run(sandbox
-                .sitegate()
-                .args(["exec", "--"])
-                .arg(&old)
-                .args(["-c", "print('ran')"]));
+            let refused = run(sandbox.guarded(None, &old).args(["-c", "print('ran')"]));
             assert_eq!(refused.status.code(), Some(3), "{}", refused.stderr_text());
             assert!(
                 refused.stderr_text().contains("supports CPython 3.8"),

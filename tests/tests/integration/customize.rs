@@ -27,9 +27,7 @@ fn sitecustomize_through_pythonpath() {
     assert_eq!(plain.stdout_text(), "sitecustomize ran\nprogram\n");
 
     let denied = run(sandbox
-        .sitegate()
-        .args(["exec", "--"])
-        .arg(&venv.python)
+        .guarded(None, &venv.python)
         .args(program)
         .env("PYTHONPATH", &hooks));
     assert_eq!(
@@ -56,11 +54,7 @@ fn sitecustomize_through_pythonpath() {
     )
     .unwrap();
     let allowed = run(sandbox
-        .sitegate()
-        .arg("--policy")
-        .arg(&policy)
-        .args(["exec", "--"])
-        .arg(&venv.python)
+        .guarded(Some(&policy), &venv.python)
         .args(program)
         .env("PYTHONPATH", &hooks));
     assert_eq!(
@@ -72,9 +66,7 @@ fn sitecustomize_through_pythonpath() {
 
     // `-E` makes the interpreter ignore `PYTHONPATH`, so there is nothing to find.
     let ignored = run(sandbox
-        .sitegate()
-        .args(["exec", "--"])
-        .arg(&venv.python)
+        .guarded(None, &venv.python)
         .arg("-E")
         .args(program)
         .env("PYTHONPATH", &hooks));
@@ -117,9 +109,7 @@ fn usercustomize_in_the_user_site() {
     );
 
     let denied = run(sandbox
-        .sitegate()
-        .args(["exec", "--"])
-        .arg(&python.path)
+        .guarded(None, &python.path)
         .args(program)
         .env("PYTHONUSERBASE", &user_base));
     assert!(
@@ -141,11 +131,7 @@ fn usercustomize_in_the_user_site() {
     )
     .unwrap();
     let allowed = run(sandbox
-        .sitegate()
-        .arg("--policy")
-        .arg(&policy)
-        .args(["exec", "--"])
-        .arg(&python.path)
+        .guarded(Some(&policy), &python.path)
         .args(program)
         .env("PYTHONUSERBASE", &user_base));
     assert!(
@@ -159,9 +145,7 @@ fn usercustomize_in_the_user_site() {
 
     // `-s` turns the user site off: nothing to decide.
     let off = run(sandbox
-        .sitegate()
-        .args(["exec", "--"])
-        .arg(&python.path)
+        .guarded(None, &python.path)
         .args(["-s", "-c", "print('program')"])
         .env("PYTHONUSERBASE", &user_base));
     assert!(

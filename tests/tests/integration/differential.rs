@@ -128,11 +128,7 @@ fn predictions_match_every_interpreter() {
         );
 
         let guarded = run(sandbox
-            .sitegate()
-            .arg("--policy")
-            .arg(&policy)
-            .args(["exec", "--"])
-            .arg(&venv.python)
+            .guarded(Some(&policy), &venv.python)
             .args(["-c", PRINT_STATE]));
         assert!(
             guarded.status.success(),

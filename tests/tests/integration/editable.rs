@@ -71,11 +71,7 @@ fn editable_installs_import_under_sitegate() {
         "-c",
         "import srcdemo, flatdemo; print(srcdemo.WHO, flatdemo.WHO)",
     ];
-    let guarded = run(sandbox
-        .sitegate()
-        .args(["exec", "--"])
-        .arg(&venv.python)
-        .args(program));
+    let guarded = run(sandbox.guarded(None, &venv.python).args(program));
     assert_eq!(
         guarded.stdout_text(),
         "srcdemo flatdemo\n",

@@ -22,11 +22,7 @@ fn an_allowed_hook_sees_only_its_granted_variables() {
         )
         .unwrap();
         let output = run(sandbox
-            .sitegate()
-            .arg("--policy")
-            .arg(&policy)
-            .args(["exec", "--"])
-            .arg(&venv.python)
+            .guarded(Some(&policy), &venv.python)
             .args(["-c", PROGRAM])
             .env("OPENAI_API_KEY", "sk-fake-openai")
             .env("AWS_SECRET_ACCESS_KEY", "fake-aws-secret"));

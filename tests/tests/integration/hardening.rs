@@ -24,11 +24,7 @@ fn a_well_known_line_does_not_vouch_for_someone_elses_module() {
         "print('payload ran')\ndef install(): pass\n",
     );
     let program = ["-c", "print('program')"];
-    let guarded = run(sandbox
-        .sitegate()
-        .args(["exec", "--"])
-        .arg(&venv.python)
-        .args(program));
+    let guarded = run(sandbox.guarded(None, &venv.python).args(program));
     assert_eq!(
         guarded.stdout_text(),
         "program\n",
@@ -46,11 +42,7 @@ fn a_well_known_line_does_not_vouch_for_someone_elses_module() {
     let mut source = std::fs::read_to_string(&shim).unwrap();
     source.push_str("\nprint('payload ran')\n");
     std::fs::write(&shim, source).unwrap();
-    let guarded = run(sandbox
-        .sitegate()
-        .args(["exec", "--"])
-        .arg(&venv.python)
-        .args(program));
+    let guarded = run(sandbox.guarded(None, &venv.python).args(program));
     assert_eq!(
         guarded.stdout_text(),
         "program\n",
@@ -73,11 +65,7 @@ fn interpreters_without_a_usable_plan_refuse_to_start() {
     // A child whose plan is gone.
     let removed = "import os, subprocess, sys; os.remove(os.environ['SITEGATE_PLAN']); \
                    print('child', subprocess.run([sys.executable, '-c', 'print(1)']).returncode)";
-    let output = run(sandbox
-        .sitegate()
-        .args(["exec", "--"])
-        .arg(&venv.python)
-        .args(["-c", removed]));
+    let output = run(sandbox.guarded(None, &venv.python).args(["-c", removed]));
     assert_eq!(
         output.stdout_text(),
         "child 1\n",
@@ -97,11 +85,7 @@ fn interpreters_without_a_usable_plan_refuse_to_start() {
             "import subprocess; print('child', subprocess.run([{:?}, '-c', 'print(1)']).returncode)",
             debian.path.display().to_string()
         );
-        let output = run(sandbox
-            .sitegate()
-            .args(["exec", "--"])
-            .arg(&venv.python)
-            .args(["-c", &other]));
+        let output = run(sandbox.guarded(None, &venv.python).args(["-c", &other]));
         assert_eq!(
             output.stdout_text(),
             "child 1\n",
@@ -122,11 +106,7 @@ fn python_dash_m_site_runs_the_guarded_site() {
         let sandbox = Sandbox::new();
         let venv = sandbox.venv(&python, "venv", false);
         venv.write("poison.pth", "import sys; print('hook ran')\n");
-        let output = run(sandbox
-            .sitegate()
-            .args(["exec", "--"])
-            .arg(&venv.python)
-            .args(["-m", "site"]));
+        let output = run(sandbox.guarded(None, &venv.python).args(["-m", "site"]));
         assert!(
             output.status.success(),
             "{}: {}",
@@ -242,9 +222,7 @@ fn a_path_file_beside_the_interpreter_is_refused() {
             continue;
         }
         let guarded = run(sandbox
-            .sitegate()
-            .args(["exec", "--"])
-            .arg(&venv.python)
+            .guarded(None, &venv.python)
             .args(["-c", "print('ran')"]));
         assert_eq!(
             guarded.status.code(),

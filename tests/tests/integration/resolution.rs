@@ -30,11 +30,7 @@ fn console_scripts_run_under_their_interpreter() {
         "{}",
         plain.stdout_text()
     );
-    let guarded = run(sandbox
-        .sitegate()
-        .args(["exec", "--"])
-        .arg(&script)
-        .args(["a", "-S"]));
+    let guarded = run(sandbox.guarded(None, &script).args(["a", "-S"]));
     assert_eq!(
         guarded.stdout_text(),
         format!("tool ['a', '-S'] {}\n", venv.python.display()),

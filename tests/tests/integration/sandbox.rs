@@ -450,11 +450,7 @@ fn sys_paths(sandbox: &Sandbox, venv: &Venv) -> (std::process::Output, std::proc
     let program = ["-c", "import json, sys; print(json.dumps(sys.path))"];
     let unguarded = run(sandbox.command(&venv.python).args(program));
     let guarded = run(sandbox
-        .sitegate()
-        .arg("--policy")
-        .arg(sandbox.path().join("policy.toml"))
-        .args(["exec", "--"])
-        .arg(&venv.python)
+        .guarded(Some(&sandbox.path().join("policy.toml")), &venv.python)
         .args(program));
     (unguarded, guarded)
 }
@@ -637,11 +633,7 @@ fn the_simulated_attack_is_evaluated_and_denied_while_the_program_runs() {
     let policy = sandbox.path().join("policy.toml");
 
     let guarded = run(sandbox
-        .sitegate()
-        .arg("--policy")
-        .arg(&policy)
-        .args(["exec", "--"])
-        .arg(&venv.python)
+        .guarded(Some(&policy), &venv.python)
         .args(["-c", "import sys; print('program output'); sys.exit(7)"])
         .env("OPENAI_API_KEY", "sk-fake-openai")
         .env("AWS_SECRET_ACCESS_KEY", "fake-aws-secret"));

@@ -61,11 +61,7 @@ fn found_policies_take_effect_only_once_trusted() {
 
     // A policy named on the command line is trusted as it is.
     let named = run(sandbox
-        .sitegate()
-        .arg("--policy")
-        .arg(&policy)
-        .args(["exec", "--"])
-        .arg(&venv.python)
+        .guarded(Some(&policy), &venv.python)
         .args(["-c", "print('program')"]));
     assert!(
         named.stdout_text().contains("hook ran"),
