@@ -217,7 +217,22 @@ fn write_explanation(out: &mut impl Write, hook: &Hook) -> Result<()> {
             .iter()
             .map(|v| format!("sets environment variable `{}`", v.name)),
     );
+    let reordered = effects.path_added.is_empty()
+        && effects.path_removed.is_empty()
+        && !effects.path_after.is_empty()
+        && effects.path_after != evaluated.path_before;
+    if reordered {
+        changes.push("`sys.path` is reordered".to_owned());
+    }
     write_list(out, "effects", &changes)?;
+    if evaluated.runs.len() > 1 {
+        writeln!(
+            out,
+            "  runs: {} (`site` reads this directory more than once); each run's change is \
+             replayed on the `sys.path` it starts from",
+            evaluated.runs.len()
+        )?;
+    }
     if !trace.stdout.is_empty() || !trace.stderr.is_empty() {
         writeln!(out, "  stdout: {:?}", trace.stdout)?;
         writeln!(out, "  stderr: {:?}", trace.stderr)?;

@@ -549,6 +549,10 @@ fn insertions_in_the_middle_and_moves_are_replayed_where_site_makes_them() {
             "{version}: {}",
             guarded.stderr_text()
         );
+        let explained = run(&mut explain_command(&sandbox, &venv, "c.pth:1", "table"));
+        let text = explained.stdout_text();
+        assert!(text.contains("`sys.path` is reordered"), "{version}: {text}");
+        assert!(text.contains("runs: 2 (`site` reads"), "{version}: {text}");
         let last = |text: String| text.lines().last().unwrap_or_default().to_owned();
         let unguarded_path = last(unguarded.stdout_text());
         assert!(unguarded_path.contains("second"), "{version}");
