@@ -73,10 +73,11 @@ pub fn request_for(
 
     // `sys.path` as `site` has built it when it reaches this hook: everything up to its site
     // directory, then the path lines of the same directory that `site` processed before it.
+    // `site` imports the customize modules after its walk, when all of it is built.
     let mut sys_path: Vec<String> = Vec::new();
     for entry in &scan.predicted_path {
         sys_path.push(entry.to_string_lossy().into_owned());
-        if entry == site_dir {
+        if entry == site_dir && hook.kind == HookKind::PthCode {
             break;
         }
     }

@@ -4,8 +4,9 @@
 //! the verified file with every line that was not allowed turned into a bare `#` (so line
 //! numbers, error messages and CPython's own decoding and splitting are unchanged), and the
 //! environment variables its allowed lines may see. It holds the verified source of an allowed
-//! `sitecustomize`/`usercustomize`. A file changed after the scan changes nothing: `site` reads
-//! the plan's bytes, not the file.
+//! `sitecustomize`/`usercustomize`, or, for one allowed for its sandbox effects, the line that
+//! makes them. A file changed after the scan changes nothing: `site` reads the plan's bytes,
+//! not the file.
 //!
 //! Layout: the header line `SITEGATE-PLAN 1\n`; four little-endian `u32`: the target's major
 //! and minor version, the size of the compiled `site` module and the size of the build string;
@@ -183,15 +184,27 @@ fn plan_body(scan: &Scan) -> Vec<u8> {
     }
     let mut modules = Vec::new();
     for module in &scan.modules {
-        let env = scan
+        let Some(hook) = scan
             .hooks
             .iter()
-            .find(|h| h.kind == module.kind)
-            .map(|h| h.decision.env.clone())
-            .unwrap_or_default();
+            .find(|h| h.kind == module.kind && h.path == module.origin)
+        else {
+            continue;
+        };
+        // A module allowed for its sandbox effects never runs either: `site` imports the
+        // recorded `sys.path` changes in its place.
+        // TODO: the names the module defines are not carried over: code that later uses them
+        // (`import sitecustomize; sitecustomize.helper()`) fails with an `AttributeError`.
+        let (source, env) = match effects_line(hook) {
+            Some(line) => (line.into_bytes(), EnvGrant::default()),
+            None if hook.decision.verdict == Verdict::Allowed => {
+                (module.source.clone(), hook.decision.env.clone())
+            }
+            None => continue,
+        };
         let value = Marshal::Tuple(vec![
             path_bytes(&module.origin),
-            Marshal::Bytes(module.source.clone()),
+            Marshal::Bytes(source),
             grant(&env),
         ]);
         modules.push((Marshal::Str(module.kind.code().to_owned()), value));

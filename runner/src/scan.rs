@@ -87,7 +87,8 @@ pub struct PthFile {
     pub state: FileState,
 }
 
-/// A `sitecustomize`/`usercustomize` module that sitegate pinned.
+/// A `sitecustomize`/`usercustomize` module that sitegate pinned: allowed, or sent to the
+/// sandbox, which evaluates these verified bytes.
 #[derive(Clone, Debug)]
 pub struct PinnedModule {
     /// Which one.
@@ -107,7 +108,8 @@ pub struct Scan {
     pub files: Vec<PthFile>,
     /// Every hook, in processing order.
     pub hooks: Vec<Hook>,
-    /// Allowed-module sources, for the plan.
+    /// The sources of the customize modules allowed or sent to the sandbox, for the
+    /// evaluation and the plan (which runs only those whose hook ends up allowed).
     pub modules: Vec<PinnedModule>,
     /// `sys.path` as predicted right after `site`.
     pub predicted_path: Vec<PathBuf>,
@@ -676,7 +678,7 @@ impl Scanner<'_> {
                 self.verify_baseline(&facts, decide(&facts, self.policy), entry)
             }
         };
-        if decision.verdict == Verdict::Allowed {
+        if decision.verdict == Verdict::Allowed || decision.awaits_evaluation() {
             self.scan.modules.push(PinnedModule {
                 kind,
                 origin: path.clone(),
