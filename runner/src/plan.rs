@@ -4,8 +4,9 @@
 //! the verified file with every line that was not allowed turned into a bare `#` (so line
 //! numbers, error messages and CPython's own decoding and splitting are unchanged), and the
 //! environment variables its allowed lines may see. It holds the verified source of an allowed
-//! `sitecustomize`/`usercustomize`. A file changed after the scan changes nothing: `site` reads
-//! the plan's bytes, not the file.
+//! `sitecustomize`/`usercustomize`, or, for one allowed for its sandbox effects, the line that
+//! makes them. A file changed after the scan changes nothing: `site` reads the plan's bytes,
+//! not the file.
 //!
 //! Layout: the header line `SITEGATE-PLAN 1\n`; four little-endian `u32`: the target's major
 //! and minor version, the size of the compiled `site` module and the size of the build string;
@@ -230,13 +231,20 @@ fn plan_body(scan: &Scan) -> Vec<u8> {
     }
     let mut modules = Vec::new();
     for module in &scan.modules {
-        let Some(hook) = scan.hooks.iter().find(|h| h.kind == module.kind) else {
+        let Some(hook) = scan
+            .hooks
+            .iter()
+            .find(|h| h.kind == module.kind && h.path == module.origin)
+        else {
             continue;
         };
         if hook.decision.verdict != Verdict::Allowed {
             continue;
         }
-        // A module allowed for its effects is replaced by the replay of its `sys.path` changes.
+        // A module allowed for its sandbox effects never runs either: `site` imports the
+        // replay of its `sys.path` changes in its place.
+        // TODO: the names the module defines are not carried over: code that later uses them
+        // (`import sitecustomize; sitecustomize.helper()`) fails with an `AttributeError`.
         let (source, env) = match effects_call(hook) {
             Some(call) => (
                 format!("from site import __sitegate_effects\n{call}\ndel __sitegate_effects\n")

@@ -87,7 +87,8 @@ pub struct PthFile {
     pub state: FileState,
 }
 
-/// A `sitecustomize`/`usercustomize` module that sitegate pinned.
+/// A `sitecustomize`/`usercustomize` module that sitegate pinned: allowed, or sent to the
+/// sandbox, which evaluates these verified bytes.
 #[derive(Clone, Debug)]
 pub struct PinnedModule {
     /// Which one.
@@ -118,7 +119,8 @@ pub struct Scan {
     pub files: Vec<PthFile>,
     /// Every hook, in processing order.
     pub hooks: Vec<Hook>,
-    /// The sources of customize modules allowed or sent to the sandbox, for the plan.
+    /// The sources of the customize modules allowed or sent to the sandbox, for the
+    /// evaluation and the plan (which runs only those whose hook ends up allowed).
     pub modules: Vec<PinnedModule>,
     /// `sys.path` as predicted right after `site`, leaving out what code hooks change.
     pub predicted_path: Vec<PathBuf>,

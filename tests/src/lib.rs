@@ -1,5 +1,5 @@
 //! Support for sitegate's integration tests: the built binary, the CPython interpreters on
-//! this machine, and throw-away virtual environments.
+//! this machine, the pinned tools the tests install (uv), and throw-away virtual environments.
 //!
 //! Tests never touch an interpreter's own site-packages: every hook they plant lives in a
 //! venv or a directory made in a temporary directory. Interpreters that are not present are
@@ -16,18 +16,95 @@ pub fn sitegate_binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("SITEGATE_BIN") {
         return PathBuf::from(bin);
     }
-    let test_binary = std::env::current_exe().expect("the test binary has a path");
-    let profile_dir = test_binary
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let bin = profile_dir.join("sitegate");
+    let bin = profile_dir().join("sitegate");
     assert!(
         bin.is_file(),
         "build sitegate first: `cargo build --release` (looked for {})",
         bin.display()
     );
     bin
+}
+
+/// The directory of the cargo profile this test binary was built with: the binary is in
+/// `target/<profile>/deps/`.
+fn profile_dir() -> PathBuf {
+    let test_binary = std::env::current_exe().expect("the test binary has a path");
+    test_binary
+        .ancestors()
+        .nth(2)
+        .expect("target/<profile>/deps/<binary>")
+        .to_owned()
+}
+
+/// The requirements file that pins the tools the tests install.
+const TOOL_REQUIREMENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/requirements.txt");
+
+/// uv, pinned by version and wheel hash in `tests/tools/requirements.txt`. It is installed
+/// with `pip --require-hashes` into `target/test-tools/uv` at most once per test run, and
+/// again only when the requirements change (a stamp file holds their SHA-256).
+pub fn uv() -> &'static Path {
+    static UV: OnceLock<PathBuf> = OnceLock::new();
+    UV.get_or_init(install_uv)
+}
+
+/// The SHA-256 of some bytes, in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+fn install_uv() -> PathBuf {
+    let requirements = std::fs::read(TOOL_REQUIREMENTS).expect("tests/tools/requirements.txt");
+    let wanted = sha256_hex(&requirements);
+    let target = profile_dir().parent().expect("target/<profile>").to_owned();
+    let tools = target.join("test-tools").join("uv");
+    let uv = tools.join("bin/uv");
+    let stamp = "requirements.sha256";
+    let installed = std::fs::read_to_string(tools.join(stamp)).unwrap_or_default();
+    if uv.is_file() && installed.trim() == wanted {
+        return uv;
+    }
+
+    // The tool's venv is made beside its place and moved there when complete, so that an
+    // interrupted install is never taken for a finished one.
+    let partial = tools.with_extension(format!("partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&partial);
+    let python = pythons()
+        .into_iter()
+        .rev()
+        .find(|p| p.label != "debian-3.11")
+        .expect("a pyenv CPython to install the test tools with");
+    succeeded(
+        Command::new(&python.path)
+            .args(["-m", "venv"])
+            .arg(&partial),
+        "making the test tools' venv",
+    );
+    // pip's own configuration (index, certificates) comes from the environment; its home is
+    // the tool's directory, so that nothing is written to the real one.
+    succeeded(
+        Command::new(partial.join("bin/python"))
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(["--disable-pip-version-check", "--no-cache-dir"])
+            .args(["--require-hashes", "--no-deps", "-r", TOOL_REQUIREMENTS])
+            .env("HOME", &partial)
+            .env_remove("PYTHONPATH")
+            .env_remove("PYTHONHOME"),
+        "installing the test tools",
+    );
+    std::fs::write(partial.join(stamp), format!("{wanted}\n")).unwrap();
+    let _ = std::fs::remove_dir_all(&tools);
+    std::fs::rename(&partial, &tools).expect("the test tools move into place");
+    assert!(
+        uv.is_file(),
+        "{} is missing after the install",
+        uv.display()
+    );
+    uv
 }
 
 /// One interpreter present on the machine.
@@ -190,28 +267,23 @@ impl Sandbox {
         if !with_pip {
             command.arg("--without-pip");
         }
-        let output = command.arg(&root).output().expect("python -m venv runs");
-        assert!(
-            output.status.success(),
-            "venv for {} failed: {}",
-            python.label,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let python_path = root.join("bin/python");
-        let site = Command::new(&python_path)
-            .args([
-                "-c",
-                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-            ])
-            .output()
-            .expect("venv python runs");
-        let site_packages = PathBuf::from(String::from_utf8(site.stdout).unwrap().trim());
-        assert!(site_packages.is_dir(), "{}", site_packages.display());
-        Venv {
-            root,
-            python: python_path,
-            site_packages,
-        }
+        command.arg(&root);
+        Venv::made_by(command, python, root)
+    }
+
+    /// Makes a venv with the pinned uv ([`uv`]), as `uv venv --python PYTHON` makes it: for
+    /// that interpreter, with no network and no cache outside the sandbox.
+    pub fn uv_venv(&self, python: &Python, name: &str) -> Venv {
+        let root = self.path().join(name);
+        let mut command = self.command(uv());
+        command
+            .env("UV_NO_CACHE", "1")
+            .env("UV_NO_CONFIG", "1")
+            .env("UV_PYTHON_DOWNLOADS", "never")
+            .args(["venv", "--quiet", "--python"])
+            .arg(&python.path)
+            .arg(&root);
+        Venv::made_by(command, python, root)
     }
 }
 
@@ -226,6 +298,31 @@ pub struct Venv {
 }
 
 impl Venv {
+    /// Runs the command that makes a venv for `python` at `root`, and opens the venv.
+    fn made_by(mut command: Command, python: &Python, root: PathBuf) -> Venv {
+        succeeded(&mut command, &format!("making a venv for {}", python.label));
+        Venv::open(root)
+    }
+
+    /// The venv at `root`, with its site-packages as its own interpreter reports it.
+    fn open(root: PathBuf) -> Venv {
+        let python = root.join("bin/python");
+        let site = Command::new(&python)
+            .args([
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ])
+            .output()
+            .expect("venv python runs");
+        let site_packages = PathBuf::from(String::from_utf8(site.stdout).unwrap().trim());
+        assert!(site_packages.is_dir(), "{}", site_packages.display());
+        Venv {
+            root,
+            python,
+            site_packages,
+        }
+    }
+
     /// Writes a file into site-packages.
     pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let path = self.site_packages.join(name);
@@ -249,6 +346,16 @@ impl OutputText for Output {
     fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }
+}
+
+/// Runs a command, failing the test with its stderr unless it succeeds.
+fn succeeded(command: &mut Command, what: &str) {
+    let output = run(command);
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        output.stderr_text()
+    );
 }
 
 /// Runs a command and returns its output, failing the test if it cannot start.

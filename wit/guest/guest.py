@@ -540,6 +540,10 @@ def _addpackage(sitedir, name, known_paths, fullname, n, line):
     return known_paths if not reset else None
 
 
+def _customize_name(kind):
+    return "sitecustomize" if kind == wit.HookKind.SITECUSTOMIZE else "usercustomize"
+
+
 def _run_hook(request, code):
     path = os.path.join(request.site_dir, request.file_name)
     if request.kind == wit.HookKind.PTH_LINE:
@@ -548,7 +552,7 @@ def _run_hook(request, code):
         addpackage = types.FunctionType(_addpackage.__code__, vars(sys.modules["site"]))
         addpackage(request.site_dir, request.file_name, set(sys.path), path, request.line, code)
     else:
-        name = "sitecustomize" if request.kind == wit.HookKind.SITECUSTOMIZE else "usercustomize"
+        name = _customize_name(request.kind)
         module = type(sys)(name)
         module.__file__ = path
         sys.modules[name] = module
@@ -583,6 +587,10 @@ class Evaluation(exports.Evaluation):
         meta_before = list(sys.meta_path)
         hooks_before = list(sys.path_hooks)
         loaded_before = set(sys.modules)
+        if request.kind != wit.HookKind.PTH_LINE:
+            # The customize module itself stays in `sys.modules`, as `site`'s import leaves
+            # it: not a module the hook loaded.
+            loaded_before.add(_customize_name(request.kind))
         outcome = wit.Outcome_Completed()
 
         saved_streams = sys.stdout, sys.stderr

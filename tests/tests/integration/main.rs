@@ -15,3 +15,4 @@ mod resolution;
 mod sandbox;
 mod signals;
 mod trust;
+mod virtualenv;

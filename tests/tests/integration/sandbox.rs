@@ -7,7 +7,8 @@
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ fn python() -> Option<Python> {
 
 /// Prepares the guest once per test run, in the shared cache, so that tests do not all compile
 /// it at the same time.
-fn prepared(sandbox: &Sandbox) {
+pub(crate) fn prepared(sandbox: &Sandbox) {
     static PREPARED: OnceLock<()> = OnceLock::new();
     PREPARED.get_or_init(|| {
         let output = run(sandbox.sitegate().args(["sandbox", "prepare"]));
@@ -71,33 +72,47 @@ fn explain_with(
 ) -> Vec<Value> {
     let mut command = explain_command(sandbox, venv, target, "json");
     command.envs(environment.iter().copied());
-    let output = run(&mut command);
+    hooks_of(&run(&mut command))
+}
+
+/// The hooks of a `--format json` document of `sitegate explain` or `sitegate scan`.
+pub(crate) fn hooks_of(output: &Output) -> Vec<Value> {
     let document: Value = serde_json::from_str(&output.stdout_text())
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", output.stdout_text(), output.stderr_text()));
     document["hooks"].as_array().unwrap().clone()
 }
 
 fn explain_command(sandbox: &Sandbox, venv: &Venv, target: &str, format: &str) -> Command {
+    explain_hook(
+        sandbox,
+        &venv.python,
+        &venv.site_packages.join(target),
+        format,
+    )
+}
+
+/// `sitegate explain HOOK` for this interpreter, under the sandbox's `policy.toml`.
+pub(crate) fn explain_hook(sandbox: &Sandbox, python: &Path, hook: &Path, format: &str) -> Command {
     let mut command = sandbox.sitegate();
     command
         .arg("--policy")
         .arg(sandbox.path().join("policy.toml"))
         .arg("explain")
-        .arg(venv.site_packages.join(target))
+        .arg(hook)
         .arg("--python")
-        .arg(&venv.python)
+        .arg(python)
         .args(["--format", format]);
     command
 }
 
-fn strings(value: &Value) -> Vec<String> {
+pub(crate) fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
         .map(|a| a.iter().map(|v| v.to_string()).collect())
         .unwrap_or_default()
 }
 
-fn lookups(hook: &Value) -> Vec<(String, bool)> {
+pub(crate) fn lookups(hook: &Value) -> Vec<(String, bool)> {
     hook["sandbox"]["trace"]["environment_lookups"]
         .as_array()
         .unwrap()
@@ -111,7 +126,7 @@ fn lookups(hook: &Value) -> Vec<(String, bool)> {
         .collect()
 }
 
-fn stdout_of(hook: &Value) -> String {
+pub(crate) fn stdout_of(hook: &Value) -> String {
     hook["sandbox"]["trace"]["stdout"]
         .as_str()
         .unwrap()
@@ -213,7 +228,7 @@ fn network_is_unreachable_and_attempts_are_recorded() {
     );
 }
 
-fn outcome_name(hook: &Value) -> String {
+pub(crate) fn outcome_name(hook: &Value) -> String {
     hook["sandbox"]["outcome"]["kind"]
         .as_str()
         .unwrap()
@@ -551,7 +566,10 @@ fn insertions_in_the_middle_and_moves_are_replayed_where_site_makes_them() {
         );
         let explained = run(&mut explain_command(&sandbox, &venv, "c.pth:1", "table"));
         let text = explained.stdout_text();
-        assert!(text.contains("`sys.path` is reordered"), "{version}: {text}");
+        assert!(
+            text.contains("`sys.path` is reordered"),
+            "{version}: {text}"
+        );
         assert!(text.contains("runs: 2 (`site` reads"), "{version}: {text}");
         let last = |text: String| text.lines().last().unwrap_or_default().to_owned();
         let unguarded_path = last(unguarded.stdout_text());
