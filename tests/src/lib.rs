@@ -39,12 +39,23 @@ fn profile_dir() -> PathBuf {
 /// The requirements file that pins the tools the tests install.
 const TOOL_REQUIREMENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/requirements.txt");
 
-/// uv, pinned by version and wheel hash in `tests/tools/requirements.txt`. It is installed
-/// with `pip --require-hashes` into `target/test-tools/uv` at most once per test run, and
-/// again only when the requirements change (a stamp file holds their SHA-256).
-pub fn uv() -> &'static Path {
-    static UV: OnceLock<PathBuf> = OnceLock::new();
-    UV.get_or_init(install_uv)
+/// The venv of the tools the tests install, pinned by version and wheel hash in
+/// `tests/tools/requirements.txt`: installed with `pip --require-hashes` into
+/// `target/test-tools/venv` at most once per test run, and again only when the requirements
+/// change (a stamp file holds their SHA-256).
+fn tools() -> &'static Path {
+    static TOOLS: OnceLock<PathBuf> = OnceLock::new();
+    TOOLS.get_or_init(install_tools)
+}
+
+/// uv, from the test tools.
+pub fn uv() -> PathBuf {
+    tools().join("bin/uv")
+}
+
+/// The test tools' Python, which has setuptools.
+pub fn tools_python() -> PathBuf {
+    tools().join("bin/python")
 }
 
 /// The SHA-256 of some bytes, in lower-case hex.
@@ -57,19 +68,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn install_uv() -> PathBuf {
+fn install_tools() -> PathBuf {
     let requirements = std::fs::read(TOOL_REQUIREMENTS).expect("tests/tools/requirements.txt");
     let wanted = sha256_hex(&requirements);
     let target = profile_dir().parent().expect("target/<profile>").to_owned();
-    let tools = target.join("test-tools").join("uv");
-    let uv = tools.join("bin/uv");
+    let tools = target.join("test-tools").join("venv");
     let stamp = "requirements.sha256";
     let installed = std::fs::read_to_string(tools.join(stamp)).unwrap_or_default();
-    if uv.is_file() && installed.trim() == wanted {
-        return uv;
+    if installed.trim() == wanted {
+        return tools;
     }
 
-    // The tool's venv is made beside its place and moved there when complete, so that an
+    // The tools' venv is made beside its place and moved there when complete, so that an
     // interrupted install is never taken for a finished one.
     let partial = tools.with_extension(format!("partial-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&partial);
@@ -99,12 +109,7 @@ fn install_uv() -> PathBuf {
     std::fs::write(partial.join(stamp), format!("{wanted}\n")).unwrap();
     let _ = std::fs::remove_dir_all(&tools);
     std::fs::rename(&partial, &tools).expect("the test tools move into place");
-    assert!(
-        uv.is_file(),
-        "{} is missing after the install",
-        uv.display()
-    );
-    uv
+    tools
 }
 
 /// One interpreter present on the machine.
@@ -256,6 +261,47 @@ impl Sandbox {
         }
         command.args(["exec", "--"]).arg(python);
         command
+    }
+
+    /// Installs, into a venv made with pip, an editable install of a flat-layout project
+    /// `demo-pkg` 0.1 (package `demo_pkg`, `X = 1`), built by the test tools' setuptools: the
+    /// `__editable__.demo_pkg-0.1.pth` hook and its finder module, as setuptools writes them.
+    pub fn editable_install(&self, venv: &Venv) {
+        let project = self.path().join("demo-project");
+        std::fs::create_dir_all(project.join("demo_pkg")).unwrap();
+        std::fs::write(
+            project.join("pyproject.toml"),
+            "[build-system]\nrequires = [\"setuptools\"]\n\
+             build-backend = \"setuptools.build_meta\"\n\n\
+             [project]\nname = \"demo-pkg\"\nversion = \"0.1\"\n",
+        )
+        .unwrap();
+        std::fs::write(project.join("demo_pkg/__init__.py"), "X = 1\n").unwrap();
+        let dist = self.path().join("demo-dist");
+        let built = run(self
+            .command(tools_python())
+            .args([
+                "-c",
+                "import sys, setuptools.build_meta as b; print(b.build_editable(sys.argv[1]))",
+            ])
+            .arg(&dist)
+            .current_dir(&project));
+        assert!(built.status.success(), "{}", built.stderr_text());
+        let wheel = dist.join(
+            built
+                .stdout_text()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim(),
+        );
+        succeeded(
+            self.command(&venv.python)
+                .args(["-m", "pip", "install", "--quiet", "--no-deps", "--no-index"])
+                .args(["--disable-pip-version-check"])
+                .arg(&wheel),
+            "installing the editable wheel",
+        );
     }
 
     /// Makes a venv with `python -m venv` (with pip when asked, which brings setuptools' hook

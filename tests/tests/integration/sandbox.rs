@@ -785,6 +785,75 @@ fn well_known_hooks_are_traced_as_they_behave() {
 }
 
 #[test]
+fn a_real_setuptools_editable_install_is_traced_as_it_behaves() {
+    // setuptools 80 writes a finder module for the interpreter that builds it; the targets
+    // here are those it supports.
+    let Some(python) = pythons().into_iter().find(|p| p.version >= (3, 9)) else {
+        eprintln!("skipping: no CPython 3.9+ present");
+        return;
+    };
+    let sandbox = Sandbox::new();
+    prepared(&sandbox);
+    let venv = sandbox.venv(&python, "venv", true);
+    sandbox.editable_install(&venv);
+    let hook = "__editable__.demo_pkg-0.1.pth";
+    let finder = "__editable___demo_pkg_0_1_finder";
+    assert!(venv.site_packages.join(hook).is_file());
+    let program = [
+        "-c",
+        "import demo_pkg, sys; print(demo_pkg.X, sys.meta_path[-1])",
+    ];
+
+    // By name, the baseline knows setuptools' editable finder, whose module the RECORD pins;
+    // the install works under sitegate as without it.
+    let guarded = run(sandbox.guarded(None, &venv.python).args(program));
+    assert!(
+        guarded.stdout_text().starts_with("1 "),
+        "{}\n{}",
+        guarded.stdout_text(),
+        guarded.stderr_text()
+    );
+    assert!(
+        guarded.stdout_text().contains(finder),
+        "{}",
+        guarded.stdout_text()
+    );
+
+    // In the sandbox the hook imports its finder module, reads it from the site directory
+    // only, and puts its finder on `sys.meta_path`, which needs a native grant.
+    std::fs::write(
+        sandbox.path().join("policy.toml"),
+        format!("[[allow]]\nfile = \"{hook}\"\nmode = \"sandbox\"\n"),
+    )
+    .unwrap();
+    let hooks = explain(&sandbox, &venv, hook, true);
+    let evaluated = &hooks[0];
+    assert_eq!(outcome_name(evaluated), "completed", "{evaluated}");
+    assert!(lookups(evaluated).is_empty(), "{evaluated}");
+    let imports = strings(&evaluated["sandbox"]["trace"]["imports"]);
+    assert!(imports.iter().any(|i| i.contains(finder)), "{imports:?}");
+    let finders = strings(&evaluated["sandbox"]["effects"]["meta_path_added"]);
+    assert!(
+        finders
+            .iter()
+            .any(|f| f.contains(finder) && f.contains("\"_EditableFinder\"")),
+        "{finders:?}"
+    );
+    assert_eq!(evaluated["reason"], "untransplantable-hook");
+    let trace = &evaluated["sandbox"]["trace"];
+    for empty in ["connections", "name_lookups", "processes", "native_loads"] {
+        assert_eq!(trace[empty], Value::Array(Vec::new()), "{empty}: {trace}");
+    }
+    let readable = run(&mut explain_command(&sandbox, &venv, hook, "table"));
+    let text = readable.stdout_text();
+    assert!(
+        text.contains(&format!("`sys.meta_path` gains `{finder}._EditableFinder`")),
+        "{text}"
+    );
+    assert!(text.contains("mode = \"native\""), "{text}");
+}
+
+#[test]
 fn a_hook_sees_the_target_version() {
     let found = pythons();
     let (Some(old), Some(new)) = (
