@@ -336,6 +336,44 @@ fn recorded_guest() -> Option<PreparedGuest> {
         .then_some(record)
 }
 
+/// The time each step of loading the guest took, for the log.
+struct Phases {
+    last: Instant,
+    steps: Vec<(&'static str, Duration)>,
+}
+
+impl Default for Phases {
+    fn default() -> Phases {
+        Phases {
+            last: Instant::now(),
+            steps: Vec::new(),
+        }
+    }
+}
+
+impl Phases {
+    /// Ends the step called `name`; the next one starts now.
+    fn mark(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.steps.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, (name, took)) in self.steps.iter().enumerate() {
+            let separator = if index == 0 { "" } else { ", " };
+            write!(
+                formatter,
+                "{separator}{name} {:.1} ms",
+                took.as_secs_f64() * 1000.0
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// A loaded guest, ready to evaluate hooks.
 pub struct Sandbox {
     engine: Engine,
@@ -348,7 +386,9 @@ impl Sandbox {
     /// Loads the precompiled guest, preparing it first when needed.
     pub fn load(progress: &dyn Progress) -> Result<Sandbox> {
         let started = Instant::now();
+        let mut phases = Phases::default();
         let engine = Engine::new(&engine_config())?;
+        phases.mark("engine");
 
         // The recorded guest hash saves reading the guest on every load; the precompiled file
         // is hashed below either way.
@@ -356,9 +396,13 @@ impl Sandbox {
             Some(record) if record.compiled.is_file() => record,
             _ => prepare_with(&engine, progress)?,
         };
+        phases.mark("record");
         let bytes = fs::read(&prepared.compiled)
             .with_context(|| format!("cannot read `{}`", prepared.compiled.display()))?;
-        if sha256_hex(&bytes) != prepared.compiled_sha256 {
+        phases.mark("read");
+        let verified = sha256_hex(&bytes) == prepared.compiled_sha256;
+        phases.mark("hash");
+        if !verified {
             bail!(
                 "the precompiled guest `{}` changed since sitegate wrote it",
                 prepared.compiled.display()
@@ -374,10 +418,12 @@ impl Sandbox {
         let component = unsafe { Component::deserialize(&engine, &bytes) }.map_err(|e| {
             anyhow::Error::from(e).context("cannot load the precompiled sandbox guest")
         })?;
+        phases.mark("deserialise");
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         let guest = HookSandboxPre::new(linker.instantiate_pre(&component)?)?;
+        phases.mark("link");
 
         // One thread advances the epoch for the CPU bound of every evaluation.
         let ticking = Arc::new(AtomicBool::new(true));
@@ -391,8 +437,9 @@ impl Sandbox {
         });
 
         tracing::info!(
-            "loaded the sandbox guest in {:.1} ms",
-            started.elapsed().as_secs_f64() * 1000.0
+            "loaded the sandbox guest in {:.1} ms ({})",
+            started.elapsed().as_secs_f64() * 1000.0,
+            phases
         );
         Ok(Sandbox {
             engine,
