@@ -6,7 +6,9 @@
 //! context holds only what [`Grants`] lists: the granted environment variables, the hook's site
 //! directory preopened read-only at its real path, no stdin, stdout and stderr captured in
 //! memory up to a cap, no sockets and no name lookup. A memory cap (a `ResourceLimiter`), an
-//! epoch deadline for the CPU and a wall-clock deadline bound the run.
+//! epoch deadline for the CPU and a wall-clock deadline bound the run. The guest is called
+//! asynchronously, so that at the wall-clock deadline the call, and the store with it, is
+//! dropped even while the guest waits in a host call.
 //!
 //! What it trusts: the guest component it was built with (checked by hash before the
 //! precompiled form is loaded) and wasmtime's isolation. It does not trust the guest's reply to
@@ -15,13 +17,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use sitegate_policy::EnvGrant;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Config, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -30,6 +32,9 @@ use crate::cache::{cache_dir, sha256_hex, write_atomically};
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "sitegate:sandbox/hook-sandbox",
+    // Called asynchronously, so that the wall-clock deadline can drop a guest blocked in a host
+    // call (see `Sandbox::evaluate`).
+    exports: { default: async },
     additional_derives: [serde::Serialize, serde::Deserialize],
 });
 
@@ -148,6 +153,14 @@ struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     memory: MemoryCap,
+}
+
+impl Drop for GuestState {
+    fn drop(&mut self) {
+        // The store owns this state: the line shows that an evaluation's store, with its
+        // instance and WASI context, is gone, also when the guest was cut off by the deadline.
+        tracing::info!("dropped the store of an evaluation");
+    }
 }
 
 impl WasiView for GuestState {
@@ -380,6 +393,9 @@ pub struct Sandbox {
     guest: HookSandboxPre<GuestState>,
     guest_sha256: String,
     ticking: Arc<AtomicBool>,
+    /// Drives the asynchronous call to the guest and the wall-clock deadline. `None` only
+    /// while it is shut down in `drop`.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Sandbox {
@@ -421,7 +437,7 @@ impl Sandbox {
         phases.mark("deserialise");
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         let guest = HookSandboxPre::new(linker.instantiate_pre(&component)?)?;
         phases.mark("link");
 
@@ -436,6 +452,13 @@ impl Sandbox {
             }
         });
 
+        // A runtime on the calling thread: evaluations run one after the other, and a guest
+        // blocked in a host call (a sleep) waits on its timers, so the deadline can end it.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .context("cannot start the sandbox's runtime")?;
+
         tracing::info!(
             "loaded the sandbox guest in {:.1} ms ({})",
             started.elapsed().as_secs_f64() * 1000.0,
@@ -446,6 +469,7 @@ impl Sandbox {
             guest,
             guest_sha256: prepared.guest_sha256,
             ticking,
+            runtime: Some(runtime),
         })
     }
 
@@ -489,40 +513,61 @@ impl Sandbox {
             },
         );
         store.limiter(|state| &mut state.memory);
-        let ticks = (limits.cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
 
-        // The call runs on its own thread so that a guest blocked in a host call cannot hold
-        // sitegate past the wall-clock deadline; such a thread is abandoned, its store with it.
-        let guest = self.guest.clone();
-        let (sender, receiver) = mpsc::channel();
-        let started = Instant::now();
-        std::thread::spawn(move || {
-            let result = guest.instantiate(&mut store).and_then(|instance| {
+        // The CPU bound: every tick of the epoch that finds the guest running counts against
+        // the budget and yields to the runtime, so that the wall-clock deadline is checked
+        // while the guest computes too; once the budget is spent the guest traps.
+        let budget = (limits.cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        let mut spent = 0;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            spent += 1;
+            if spent >= budget {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        });
+
+        // At the wall-clock deadline the future of the call is dropped, and with it the store
+        // it owns, whatever the guest is doing. wasmtime 48 names this the way to end a guest
+        // blocked in a host call: epochs only interrupt running guest code, and a guest waiting
+        // in an async WASI function (a sleep in `wasi:io/poll`) is cancelled by a timeout on
+        // the future (`Config::epoch_interruption`, "Interaction with blocking host calls").
+        // Dropping an unfinished `call_async` drops wasmtime's `FiberFuture`, whose `Drop`
+        // disposes of the fiber: it resumes the guest with a "future dropped" error that unwinds
+        // it, and the pending host future, the sleep, is dropped with it
+        // (`crates/wasmtime/src/runtime/fiber.rs`). The fiber's stack goes back to the engine
+        // and the store, its instance and its WASI context are freed when `call` is dropped.
+        let guest = &self.guest;
+        let call = async move {
+            let result = async {
+                let instance = guest.instantiate_async(&mut store).await?;
                 instance
                     .sitegate_sandbox_evaluation()
                     .call_evaluate(&mut store, &request)
-            });
-            let refused = store.data().memory.refused;
-            let _ = sender.send((result, refused));
-        });
-        let received = receiver.recv_timeout(limits.wall.saturating_sub(started.elapsed()));
+                    .await
+            }
+            .await;
+            (result, store.data().memory.refused)
+        };
+        let runtime = self.runtime.as_ref().context("the sandbox is shut down")?;
+        let started = Instant::now();
+        let finished = runtime.block_on(async { tokio::time::timeout(limits.wall, call).await });
         tracing::info!(
             "evaluated a hook in {:.1} ms",
             started.elapsed().as_secs_f64() * 1000.0
         );
         let captured =
             |pipe: &MemoryOutputPipe| String::from_utf8_lossy(&pipe.contents()).into_owned();
-        let (result, memory_refused) = match received {
-            Ok(pair) => pair,
-            Err(_) => {
-                return Ok(host_reply(
-                    Outcome::TimedOut,
-                    captured(&stdout),
-                    captured(&stderr),
-                ))
-            }
+        let Ok((result, memory_refused)) = finished else {
+            return Ok(host_reply(
+                Outcome::TimedOut,
+                captured(&stdout),
+                captured(&stderr),
+            ));
         };
         match result {
             Ok(reply) => Ok(reply),
@@ -543,6 +588,11 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.ticking.store(false, Ordering::Relaxed);
+        // Without waiting for work the runtime handed to its blocking threads (a file read a
+        // guest started before its deadline): it cannot be cancelled and must not hold sitegate.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
