@@ -704,6 +704,72 @@ fn the_policy_sets_the_limits() {
     assert!(elapsed < Duration::from_millis(1800), "{elapsed:?}");
 }
 
+/// A hook that sleeps far past a small wall-clock deadline, then a hook that only adds a path.
+const SLEEPER: &str = "import time; time.sleep(3600)\n\
+                       import sys; sys.path.insert(0, sitedir + '/after-sleep')\n";
+
+/// A venv whose `sleeper.pth` is [`SLEEPER`], under a policy with a one-second wall clock.
+fn sleeper_setup(python: &Python) -> (Sandbox, Venv) {
+    let (sandbox, venv) = setup(python, "sleeper.pth", SLEEPER, &[]);
+    std::fs::write(
+        sandbox.path().join("policy.toml"),
+        "[sandbox]\ncpu-ms = 500\nwall-ms = 1000\n\n\
+         [[allow]]\nfile = \"sleeper.pth\"\nmode = \"sandbox\"\n",
+    )
+    .unwrap();
+    (sandbox, venv)
+}
+
+#[test]
+fn a_hook_blocked_past_the_wall_clock_times_out_and_the_next_hook_runs() {
+    let Some(python) = python() else { return };
+    let (sandbox, venv) = sleeper_setup(&python);
+    let hooks = explain(&sandbox, &venv, "sleeper.pth", false);
+    assert_eq!(hooks.len(), 2);
+    assert_eq!(outcome_name(&hooks[0]), "timed-out", "{}", hooks[0]);
+    assert_eq!(hooks[0]["reason"], "sandbox-timeout");
+    assert_eq!(outcome_name(&hooks[1]), "completed", "{}", hooks[1]);
+    let added = strings(&hooks[1]["sandbox"]["effects"]["path_added"]);
+    assert!(added.iter().any(|a| a.contains("after-sleep")), "{added:?}");
+}
+
+#[test]
+fn the_wall_clock_ends_a_blocked_guest_before_the_next_hook() {
+    let Some(python) = python() else { return };
+    let (sandbox, venv) = sleeper_setup(&python);
+    let output = run(sandbox
+        .sitegate()
+        .arg("-v")
+        .arg("--policy")
+        .arg(sandbox.path().join("policy.toml"))
+        .arg("explain")
+        .arg(venv.site_packages.join("sleeper.pth"))
+        .arg("--python")
+        .arg(&venv.python));
+    let log = output.stderr_text();
+    assert!(output.stdout_text().contains("outcome: timed out"), "{log}");
+    // Each evaluation's store is dropped before sitegate reports the evaluation done. A guest
+    // left blocked in its sleep would keep its store: its drop would be missing before the
+    // first `evaluated` line, and at exit.
+    let steps: Vec<&str> = log
+        .lines()
+        .filter_map(|line| {
+            if line.contains("dropped the store of an evaluation") {
+                Some("dropped")
+            } else if line.contains("evaluated a hook") {
+                Some("evaluated")
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        ["dropped", "evaluated", "dropped", "evaluated"],
+        "{log}"
+    );
+}
+
 #[test]
 fn an_extension_module_in_the_site_directory_needs_native() {
     let Some(python) = python() else { return };
