@@ -15,6 +15,7 @@
 //! be complete: the host decides `timed-out`, `out-of-memory` and `output-limit` itself.
 
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use wasmtime::{Config, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::cache::{cache_dir, sha256_hex, write_atomically};
+use crate::cache::{cache_dir, open_private_file, sha256_hex, sha256_hex_of, write_atomically};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -296,14 +297,14 @@ fn prepare_with(engine: &Engine, progress: &dyn Progress) -> Result<PreparedGues
     let compiled =
         sandbox_cache_dir()?.join(format!("{}.cwasm", compiled_key(engine, &guest_sha256)));
 
-    if let Ok(existing) = fs::read(&compiled) {
+    if let Ok(existing) = open_private_file(&compiled) {
         let record = PreparedGuest {
             guest: guest.clone(),
             guest_size: metadata.len(),
             guest_modified_ns: modified_ns(&metadata),
             guest_sha256,
             compiled: compiled.clone(),
-            compiled_sha256: sha256_hex(&existing),
+            compiled_sha256: sha256_hex_of(&existing)?,
         };
         write_atomically(
             &prepared_record_path(&guest)?,
@@ -413,10 +414,14 @@ impl Sandbox {
             _ => prepare_with(&engine, progress)?,
         };
         phases.mark("record");
-        let bytes = fs::read(&prepared.compiled)
-            .with_context(|| format!("cannot read `{}`", prepared.compiled.display()))?;
-        phases.mark("read");
-        let verified = sha256_hex(&bytes) == prepared.compiled_sha256;
+
+        // The file is opened once: its bytes are hashed through this descriptor, and wasmtime
+        // maps the same file through `/proc/self/fd`, so a file renamed over the path in between
+        // (a concurrent `prepare`) is not the one loaded.
+        let file = open_private_file(&prepared.compiled)?;
+        let verified = sha256_hex_of(&file)
+            .with_context(|| format!("cannot read `{}`", prepared.compiled.display()))?
+            == prepared.compiled_sha256;
         phases.mark("hash");
         if !verified {
             bail!(
@@ -425,15 +430,25 @@ impl Sandbox {
             );
         }
 
-        // SAFETY: `Component::deserialize` trusts its input to be machine code that wasmtime
-        // produced for this engine. These bytes are: `prepare_with` wrote them with
-        // `precompile_component` under the same engine configuration (the file name is keyed by
-        // the guest's hash, wasmtime's version and the engine's compatibility hash), and their
-        // SHA-256 was checked above against the record written with them, so a file changed or
-        // put there by something else is refused before it is loaded.
-        let component = unsafe { Component::deserialize(&engine, &bytes) }.map_err(|e| {
-            anyhow::Error::from(e).context("cannot load the precompiled sandbox guest")
+        // SAFETY: `Component::deserialize_file` trusts the file to be machine code that wasmtime
+        // produced for this engine, and to stay unchanged while the component lives (it maps the
+        // file; pages are read lazily). This file is such code: `prepare_with` wrote it with
+        // `precompile_component` under the same engine configuration (its name is keyed by the
+        // guest's hash, wasmtime's version and the engine's compatibility hash), and the bytes
+        // behind the open descriptor hashed above to the value recorded with it, so a stale,
+        // truncated or foreign file is refused before it is loaded. It stays unchanged: sitegate
+        // never writes a cache file in place (it renames a new file over it, which leaves this
+        // one intact), and `open_private_file` checked that the file and its directory belong
+        // to this user and that no one else can write to them. A process that could still
+        // change it runs as this user, and could as well change the hooks sitegate guards.
+        let loaded = Path::new("/proc/self/fd").join(file.as_raw_fd().to_string());
+        let component = unsafe { Component::deserialize_file(&engine, &loaded) }.map_err(|e| {
+            anyhow::Error::from(e).context(format!(
+                "cannot load the precompiled sandbox guest `{}`",
+                prepared.compiled.display()
+            ))
         })?;
+        drop(file);
         phases.mark("deserialise");
 
         let mut linker = Linker::new(&engine);

@@ -771,6 +771,57 @@ fn the_wall_clock_ends_a_blocked_guest_before_the_next_hook() {
 }
 
 #[test]
+fn a_precompiled_guest_changed_in_the_cache_is_not_loaded() {
+    let Some(python) = python() else { return };
+    let (sandbox, venv) = setup(&python, "probe.pth", "import sys\n", &[]);
+
+    // A cache of this test's own, holding a copy of the prepared guest and its record.
+    let cache = sandbox.path().join("cache");
+    let prepared_dir = cache.join("sandbox");
+    std::fs::create_dir_all(&prepared_dir).unwrap();
+    let mut compiled = None;
+    for entry in std::fs::read_dir(sitegate_tests::shared_cache().join("sandbox")).unwrap() {
+        let from = entry.unwrap().path();
+        let to = prepared_dir.join(from.file_name().unwrap());
+        std::fs::copy(&from, &to).unwrap();
+        if to.extension().is_some_and(|e| e == "cwasm") {
+            compiled = Some(to);
+        }
+    }
+    let compiled = compiled.expect("the shared cache holds a precompiled guest");
+    for entry in std::fs::read_dir(&prepared_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let mut record: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            record["compiled"] = Value::from(compiled.to_str().unwrap());
+            std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+        }
+    }
+    let explain = |cache: &std::path::Path| {
+        run(explain_command(&sandbox, &venv, "probe.pth", "json").env("SITEGATE_CACHE_DIR", cache))
+    };
+
+    // The copy loads as it is; so the refusal below is the changed byte's doing.
+    let unchanged = explain(&cache);
+    assert!(unchanged.status.success(), "{}", unchanged.stderr_text());
+
+    let mut bytes = std::fs::read(&compiled).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&compiled, &bytes).unwrap();
+    std::fs::remove_dir_all(cache.join("evaluations")).unwrap();
+    let changed = explain(&cache);
+    assert!(!changed.status.success());
+    assert!(
+        changed
+            .stderr_text()
+            .contains("changed since sitegate wrote it"),
+        "{}",
+        changed.stderr_text()
+    );
+}
+
+#[test]
 fn an_extension_module_in_the_site_directory_needs_native() {
     let Some(python) = python() else { return };
     let (sandbox, venv) = setup(&python, "native.pth", "import fastthing\n", &[]);
