@@ -5,8 +5,8 @@ Usage: python3 bench/sandbox_load.py [RUNS] [SITEGATE...]
 For each `sitegate` binary (default: this checkout's release build) it prepares the guest once
 in a cache of its own, then runs `sitegate -v explain` on a one-line hook that the policy sends
 to the sandbox, with the evaluation cache emptied before each run so that every run loads the
-guest. It reports the median of the load time sitegate logs ("loaded the sandbox guest in ...")
-and of the whole run's wall time. With several binaries the runs alternate, so that drift in
+guest. It reports the median of the load time and of the evaluation time sitegate logs
+("loaded the sandbox guest in ...", "evaluated a hook in ...") and of the whole run's wall time. With several binaries the runs alternate, so that drift in
 the machine's load affects each alike. The guest is `target/sandbox/guest.wasm` unless
 `SITEGATE_SANDBOX_GUEST` names another.
 """
@@ -22,6 +22,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
 LOADED = re.compile(r"loaded the sandbox guest in ([0-9.]+) ms")
+EVALUATED = re.compile(r"evaluated a hook in ([0-9.]+) ms")
 
 
 def main():
@@ -53,6 +54,7 @@ def main():
             environments.append(env)
 
         loads = [[] for _ in binaries]
+        evaluations = [[] for _ in binaries]
         walls = [[] for _ in binaries]
         command = ["-v", "--policy", policy, "explain", hook, "--python", python]
         for run in range(runs + 2):
@@ -64,19 +66,22 @@ def main():
                 finished = subprocess.run([binary] + command, env=env, check=True,
                                           capture_output=True, text=True)
                 wall = time.perf_counter() - start
-                found = LOADED.search(finished.stderr)
-                if not found:
-                    sys.exit("no load time in the log of %s:\n%s" % (binary, finished.stderr))
+                loaded = LOADED.search(finished.stderr)
+                evaluated = EVALUATED.search(finished.stderr)
+                if not loaded or not evaluated:
+                    sys.exit("no times in the log of %s:\n%s" % (binary, finished.stderr))
                 # The first two runs of each warm the page cache and are not counted.
                 if run >= 2:
-                    loads[index].append(float(found.group(1)))
+                    loads[index].append(float(loaded.group(1)))
+                    evaluations[index].append(float(evaluated.group(1)))
                     walls[index].append(wall * 1e3)
 
         for index, binary in enumerate(binaries):
             load, wall = loads[index], walls[index]
-            print("%s: load median %.1f ms (%.1f to %.1f), whole explain median %.1f ms, "
-                  "%d runs" % (binary, statistics.median(load), min(load), max(load),
-                               statistics.median(wall), runs))
+            print("%s: load median %.1f ms (%.1f to %.1f), evaluation median %.1f ms, "
+                  "whole explain median %.1f ms, %d runs"
+                  % (binary, statistics.median(load), min(load), max(load),
+                     statistics.median(evaluations[index]), statistics.median(wall), runs))
 
 
 if __name__ == "__main__":

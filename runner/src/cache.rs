@@ -100,19 +100,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-/// Lower-case hex SHA-256 of everything a reader yields, read in pieces: a large file is
+/// Lower-case hex BLAKE3 of everything a reader yields, read in pieces: a large file is
 /// neither held in memory whole nor copied into a fresh allocation.
-pub fn sha256_hex_of(mut reader: impl Read) -> std::io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0; 1 << 20];
-    loop {
-        match reader.read(&mut buffer) {
-            Ok(0) => return Ok(hex(&hasher.finalize())),
-            Ok(read) => hasher.update(&buffer[..read]),
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        }
-    }
+pub fn blake3_hex_of(reader: impl Read) -> std::io::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(reader)?;
+    Ok(hex(hasher.finalize().as_bytes()))
 }
 
 /// Lower-case hex of bytes.

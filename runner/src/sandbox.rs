@@ -28,7 +28,7 @@ use wasmtime::{Config, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::cache::{cache_dir, open_private_file, sha256_hex, sha256_hex_of, write_atomically};
+use crate::cache::{blake3_hex_of, cache_dir, open_private_file, sha256_hex, write_atomically};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -227,8 +227,10 @@ pub fn guest_path() -> Result<PathBuf> {
     Ok(target.join("sandbox").join("guest.wasm"))
 }
 
-/// The guest component's identity, as recorded by [`prepare`]: its SHA-256 and where the
-/// precompiled form is.
+/// The guest component's identity, as recorded by [`prepare`]: its SHA-256, where the
+/// precompiled form is, and the precompiled form's BLAKE3, which loading checks. BLAKE3 because
+/// the 38 MB file is hashed on every load: it hashes it several times faster than SHA-256 here.
+/// A record written before this field existed does not parse, and is written again.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct PreparedGuest {
     guest: PathBuf,
@@ -236,7 +238,7 @@ struct PreparedGuest {
     guest_modified_ns: u128,
     guest_sha256: String,
     compiled: PathBuf,
-    compiled_sha256: String,
+    compiled_blake3: String,
 }
 
 fn modified_ns(metadata: &fs::Metadata) -> u128 {
@@ -304,7 +306,7 @@ fn prepare_with(engine: &Engine, progress: &dyn Progress) -> Result<PreparedGues
             guest_modified_ns: modified_ns(&metadata),
             guest_sha256,
             compiled: compiled.clone(),
-            compiled_sha256: sha256_hex_of(&existing)?,
+            compiled_blake3: blake3_hex_of(&existing)?,
         };
         write_atomically(
             &prepared_record_path(&guest)?,
@@ -325,7 +327,7 @@ fn prepare_with(engine: &Engine, progress: &dyn Progress) -> Result<PreparedGues
         guest_modified_ns: modified_ns(&metadata),
         guest_sha256,
         compiled,
-        compiled_sha256: sha256_hex(&serialized),
+        compiled_blake3: blake3_hex_of(serialized.as_slice())?,
     };
     write_atomically(
         &prepared_record_path(&guest)?,
@@ -419,9 +421,9 @@ impl Sandbox {
         // maps the same file through `/proc/self/fd`, so a file renamed over the path in between
         // (a concurrent `prepare`) is not the one loaded.
         let file = open_private_file(&prepared.compiled)?;
-        let verified = sha256_hex_of(&file)
+        let verified = blake3_hex_of(&file)
             .with_context(|| format!("cannot read `{}`", prepared.compiled.display()))?
-            == prepared.compiled_sha256;
+            == prepared.compiled_blake3;
         phases.mark("hash");
         if !verified {
             bail!(
