@@ -6,8 +6,9 @@ For each `sitegate` binary (default: this checkout's release build) it prepares 
 in a cache of its own, then runs `sitegate -v explain` on a one-line hook that the policy sends
 to the sandbox, with the evaluation cache emptied before each run so that every run loads the
 guest. It reports the median of the load time and of the evaluation time sitegate logs
-("loaded the sandbox guest in ...", "evaluated a hook in ...") and of the whole run's wall time. With several binaries the runs alternate, so that drift in
-the machine's load affects each alike. The guest is `target/sandbox/guest.wasm` unless
+("loaded the sandbox guest in ...", "evaluated a hook in ...") and of the whole run's wall
+time. With several binaries the runs alternate, so that drift in the machine's load affects
+each alike. The guest is `target/sandbox/guest.wasm` unless
 `SITEGATE_SANDBOX_GUEST` names another.
 """
 import os
@@ -20,7 +21,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.join(HERE, "..")
+ROOT = os.path.normpath(os.path.join(HERE, ".."))
 LOADED = re.compile(r"loaded the sandbox guest in ([0-9.]+) ms")
 EVALUATED = re.compile(r"evaluated a hook in ([0-9.]+) ms")
 
@@ -35,8 +36,9 @@ def main():
         venv = os.path.join(work, "venv")
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
         python = os.path.join(venv, "bin", "python")
-        site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              check=True, capture_output=True, text=True).stdout.strip()
+        purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+        site = subprocess.run([python, "-c", purelib], check=True, capture_output=True,
+                              text=True).stdout.strip()
         hook = os.path.join(site, "probe.pth")
         with open(hook, "w") as file:
             file.write("import sys; sys.path.append('/nonexistent')\n")
