@@ -11,7 +11,8 @@
 //! dropped even while the guest waits in a host call.
 //!
 //! What it trusts: the guest component it was built with (checked by hash before the
-//! precompiled form is loaded) and wasmtime's isolation. It does not trust the guest's reply to
+//! precompiled form is loaded, from a cache only this user can write to) and wasmtime's
+//! isolation. It does not trust the guest's reply to
 //! be complete: the host decides `timed-out`, `out-of-memory` and `output-limit` itself.
 
 use std::fs;
@@ -605,8 +606,11 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.ticking.store(false, Ordering::Relaxed);
-        // Without waiting for work the runtime handed to its blocking threads (a file read a
-        // guest started before its deadline): it cannot be cancelled and must not hold sitegate.
+        // Without waiting for work the runtime handed to its blocking threads: it cannot be
+        // cancelled and must not hold sitegate.
+        // TODO: a guest that opens a named pipe in its site directory leaves one of those
+        // threads blocked in `open` after its deadline, until sitegate exits or replaces itself
+        // with the interpreter; many such hooks in one scan would each keep one.
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
