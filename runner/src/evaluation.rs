@@ -342,6 +342,10 @@ pub fn evaluate_walk(
         if !(awaits[step.hook] || selected(hook)) {
             continue;
         }
+        // A hook denied on an earlier run is denied: its later runs change nothing.
+        if hook.evaluation.is_some() && hook.decision.verdict == Verdict::Denied {
+            continue;
+        }
         let Some(request) = request_for(hook, interpreter, &snapshot, sys_path.clone(), limits)
         else {
             continue;

@@ -6,30 +6,37 @@
 //! context holds only what [`Grants`] lists: the granted environment variables, the hook's site
 //! directory preopened read-only at its real path, no stdin, stdout and stderr captured in
 //! memory up to a cap, no sockets and no name lookup. A memory cap (a `ResourceLimiter`), an
-//! epoch deadline for the CPU and a wall-clock deadline bound the run.
+//! epoch deadline for the CPU and a wall-clock deadline bound the run. The guest is called
+//! asynchronously, so that at the wall-clock deadline the call, and the store with it, is
+//! dropped even while the guest waits in a host call.
 //!
 //! What it trusts: the guest component it was built with (checked by hash before the
-//! precompiled form is loaded) and wasmtime's isolation. It does not trust the guest's reply to
+//! precompiled form is loaded, from a cache only this user can write to) and wasmtime's
+//! isolation. It does not trust the guest's reply to
 //! be complete: the host decides `timed-out`, `out-of-memory` and `output-limit` itself.
 
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use sitegate_policy::EnvGrant;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Config, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::cache::{cache_dir, sha256_hex, write_atomically};
+use crate::cache::{blake3_hex_of, cache_dir, open_private_file, sha256_hex, write_atomically};
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "sitegate:sandbox/hook-sandbox",
+    // Called asynchronously, so that the wall-clock deadline can drop a guest blocked in a host
+    // call (see `Sandbox::evaluate`).
+    exports: { default: async },
     additional_derives: [serde::Serialize, serde::Deserialize],
 });
 
@@ -150,6 +157,14 @@ struct GuestState {
     memory: MemoryCap,
 }
 
+impl Drop for GuestState {
+    fn drop(&mut self) {
+        // The store owns this state: the line shows that an evaluation's store, with its
+        // instance and WASI context, is gone, also when the guest was cut off by the deadline.
+        tracing::info!("dropped the store of an evaluation");
+    }
+}
+
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -213,8 +228,10 @@ pub fn guest_path() -> Result<PathBuf> {
     Ok(target.join("sandbox").join("guest.wasm"))
 }
 
-/// The guest component's identity, as recorded by [`prepare`]: its SHA-256 and where the
-/// precompiled form is.
+/// The guest component's identity, as recorded by [`prepare`]: its SHA-256, where the
+/// precompiled form is, and the precompiled form's BLAKE3, which loading checks. BLAKE3 because
+/// the 38 MB file is hashed on every load: it hashes it several times faster than SHA-256 here.
+/// A record written before this field existed does not parse, and is written again.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct PreparedGuest {
     guest: PathBuf,
@@ -222,7 +239,7 @@ struct PreparedGuest {
     guest_modified_ns: u128,
     guest_sha256: String,
     compiled: PathBuf,
-    compiled_sha256: String,
+    compiled_blake3: String,
 }
 
 fn modified_ns(metadata: &fs::Metadata) -> u128 {
@@ -283,14 +300,14 @@ fn prepare_with(engine: &Engine, progress: &dyn Progress) -> Result<PreparedGues
     let compiled =
         sandbox_cache_dir()?.join(format!("{}.cwasm", compiled_key(engine, &guest_sha256)));
 
-    if let Ok(existing) = fs::read(&compiled) {
+    if let Ok(existing) = open_private_file(&compiled) {
         let record = PreparedGuest {
             guest: guest.clone(),
             guest_size: metadata.len(),
             guest_modified_ns: modified_ns(&metadata),
             guest_sha256,
             compiled: compiled.clone(),
-            compiled_sha256: sha256_hex(&existing),
+            compiled_blake3: blake3_hex_of(&existing)?,
         };
         write_atomically(
             &prepared_record_path(&guest)?,
@@ -311,7 +328,7 @@ fn prepare_with(engine: &Engine, progress: &dyn Progress) -> Result<PreparedGues
         guest_modified_ns: modified_ns(&metadata),
         guest_sha256,
         compiled,
-        compiled_sha256: sha256_hex(&serialized),
+        compiled_blake3: blake3_hex_of(serialized.as_slice())?,
     };
     write_atomically(
         &prepared_record_path(&guest)?,
@@ -336,19 +353,62 @@ fn recorded_guest() -> Option<PreparedGuest> {
         .then_some(record)
 }
 
+/// The time each step of loading the guest took, for the log.
+struct Phases {
+    last: Instant,
+    steps: Vec<(&'static str, Duration)>,
+}
+
+impl Default for Phases {
+    fn default() -> Phases {
+        Phases {
+            last: Instant::now(),
+            steps: Vec::new(),
+        }
+    }
+}
+
+impl Phases {
+    /// Ends the step called `name`; the next one starts now.
+    fn mark(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.steps.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, (name, took)) in self.steps.iter().enumerate() {
+            let separator = if index == 0 { "" } else { ", " };
+            write!(
+                formatter,
+                "{separator}{name} {:.1} ms",
+                took.as_secs_f64() * 1000.0
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// A loaded guest, ready to evaluate hooks.
 pub struct Sandbox {
     engine: Engine,
     guest: HookSandboxPre<GuestState>,
     guest_sha256: String,
     ticking: Arc<AtomicBool>,
+    /// Drives the asynchronous call to the guest and the wall-clock deadline. `None` only
+    /// while it is shut down in `drop`.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Sandbox {
     /// Loads the precompiled guest, preparing it first when needed.
     pub fn load(progress: &dyn Progress) -> Result<Sandbox> {
         let started = Instant::now();
+        let mut phases = Phases::default();
         let engine = Engine::new(&engine_config())?;
+        phases.mark("engine");
 
         // The recorded guest hash saves reading the guest on every load; the precompiled file
         // is hashed below either way.
@@ -356,28 +416,48 @@ impl Sandbox {
             Some(record) if record.compiled.is_file() => record,
             _ => prepare_with(&engine, progress)?,
         };
-        let bytes = fs::read(&prepared.compiled)
-            .with_context(|| format!("cannot read `{}`", prepared.compiled.display()))?;
-        if sha256_hex(&bytes) != prepared.compiled_sha256 {
+        phases.mark("record");
+
+        // The file is opened once: its bytes are hashed through this descriptor, and wasmtime
+        // maps the same file through `/proc/self/fd`, so a file renamed over the path in between
+        // (a concurrent `prepare`) is not the one loaded.
+        let file = open_private_file(&prepared.compiled)?;
+        let verified = blake3_hex_of(&file)
+            .with_context(|| format!("cannot read `{}`", prepared.compiled.display()))?
+            == prepared.compiled_blake3;
+        phases.mark("hash");
+        if !verified {
             bail!(
                 "the precompiled guest `{}` changed since sitegate wrote it",
                 prepared.compiled.display()
             );
         }
 
-        // SAFETY: `Component::deserialize` trusts its input to be machine code that wasmtime
-        // produced for this engine. These bytes are: `prepare_with` wrote them with
-        // `precompile_component` under the same engine configuration (the file name is keyed by
-        // the guest's hash, wasmtime's version and the engine's compatibility hash), and their
-        // SHA-256 was checked above against the record written with them, so a file changed or
-        // put there by something else is refused before it is loaded.
-        let component = unsafe { Component::deserialize(&engine, &bytes) }.map_err(|e| {
-            anyhow::Error::from(e).context("cannot load the precompiled sandbox guest")
+        // SAFETY: `Component::deserialize_file` trusts the file to be machine code that wasmtime
+        // produced for this engine, and to stay unchanged while the component lives (it maps the
+        // file; pages are read lazily). This file is such code: `prepare_with` wrote it with
+        // `precompile_component` under the same engine configuration (its name is keyed by the
+        // guest's hash, wasmtime's version and the engine's compatibility hash), and the bytes
+        // behind the open descriptor hashed above to the value recorded with it, so a stale,
+        // truncated or foreign file is refused before it is loaded. It stays unchanged: sitegate
+        // never writes a cache file in place (it renames a new file over it, which leaves this
+        // one intact), and `open_private_file` checked that the file and its directory belong
+        // to this user and that no one else can write to them. A process that could still
+        // change it runs as this user, and could as well change the hooks sitegate guards.
+        let loaded = Path::new("/proc/self/fd").join(file.as_raw_fd().to_string());
+        let component = unsafe { Component::deserialize_file(&engine, &loaded) }.map_err(|e| {
+            anyhow::Error::from(e).context(format!(
+                "cannot load the precompiled sandbox guest `{}`",
+                prepared.compiled.display()
+            ))
         })?;
+        drop(file);
+        phases.mark("deserialise");
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         let guest = HookSandboxPre::new(linker.instantiate_pre(&component)?)?;
+        phases.mark("link");
 
         // One thread advances the epoch for the CPU bound of every evaluation.
         let ticking = Arc::new(AtomicBool::new(true));
@@ -390,15 +470,24 @@ impl Sandbox {
             }
         });
 
+        // A runtime on the calling thread: evaluations run one after the other, and a guest
+        // blocked in a host call (a sleep) waits on its timers, so the deadline can end it.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .context("cannot start the sandbox's runtime")?;
+
         tracing::info!(
-            "loaded the sandbox guest in {:.1} ms",
-            started.elapsed().as_secs_f64() * 1000.0
+            "loaded the sandbox guest in {:.1} ms ({})",
+            started.elapsed().as_secs_f64() * 1000.0,
+            phases
         );
         Ok(Sandbox {
             engine,
             guest,
             guest_sha256: prepared.guest_sha256,
             ticking,
+            runtime: Some(runtime),
         })
     }
 
@@ -442,40 +531,61 @@ impl Sandbox {
             },
         );
         store.limiter(|state| &mut state.memory);
-        let ticks = (limits.cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
 
-        // The call runs on its own thread so that a guest blocked in a host call cannot hold
-        // sitegate past the wall-clock deadline; such a thread is abandoned, its store with it.
-        let guest = self.guest.clone();
-        let (sender, receiver) = mpsc::channel();
-        let started = Instant::now();
-        std::thread::spawn(move || {
-            let result = guest.instantiate(&mut store).and_then(|instance| {
+        // The CPU bound: every tick of the epoch that finds the guest running counts against
+        // the budget and yields to the runtime, so that the wall-clock deadline is checked
+        // while the guest computes too; once the budget is spent the guest traps.
+        let budget = (limits.cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        let mut spent = 0;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            spent += 1;
+            if spent >= budget {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        });
+
+        // At the wall-clock deadline the future of the call is dropped, and with it the store
+        // it owns, whatever the guest is doing. wasmtime 48 names this the way to end a guest
+        // blocked in a host call: epochs only interrupt running guest code, and a guest waiting
+        // in an async WASI function (a sleep in `wasi:io/poll`) is cancelled by a timeout on
+        // the future (`Config::epoch_interruption`, "Interaction with blocking host calls").
+        // Dropping an unfinished `call_async` drops wasmtime's `FiberFuture`, whose `Drop`
+        // disposes of the fiber: it resumes the guest with a "future dropped" error that unwinds
+        // it, and the pending host future, the sleep, is dropped with it
+        // (`crates/wasmtime/src/runtime/fiber.rs`). The fiber's stack goes back to the engine
+        // and the store, its instance and its WASI context are freed when `call` is dropped.
+        let guest = &self.guest;
+        let call = async move {
+            let result = async {
+                let instance = guest.instantiate_async(&mut store).await?;
                 instance
                     .sitegate_sandbox_evaluation()
                     .call_evaluate(&mut store, &request)
-            });
-            let refused = store.data().memory.refused;
-            let _ = sender.send((result, refused));
-        });
-        let received = receiver.recv_timeout(limits.wall.saturating_sub(started.elapsed()));
+                    .await
+            }
+            .await;
+            (result, store.data().memory.refused)
+        };
+        let runtime = self.runtime.as_ref().context("the sandbox is shut down")?;
+        let started = Instant::now();
+        let finished = runtime.block_on(async { tokio::time::timeout(limits.wall, call).await });
         tracing::info!(
             "evaluated a hook in {:.1} ms",
             started.elapsed().as_secs_f64() * 1000.0
         );
         let captured =
             |pipe: &MemoryOutputPipe| String::from_utf8_lossy(&pipe.contents()).into_owned();
-        let (result, memory_refused) = match received {
-            Ok(pair) => pair,
-            Err(_) => {
-                return Ok(host_reply(
-                    Outcome::TimedOut,
-                    captured(&stdout),
-                    captured(&stderr),
-                ))
-            }
+        let Ok((result, memory_refused)) = finished else {
+            return Ok(host_reply(
+                Outcome::TimedOut,
+                captured(&stdout),
+                captured(&stderr),
+            ));
         };
         match result {
             Ok(reply) => Ok(reply),
@@ -496,6 +606,14 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.ticking.store(false, Ordering::Relaxed);
+        // Without waiting for work the runtime handed to its blocking threads: it cannot be
+        // cancelled and must not hold sitegate.
+        // TODO: a guest that opens a named pipe in its site directory leaves one of those
+        // threads blocked in `open` after its deadline, until sitegate exits or replaces itself
+        // with the interpreter; many such hooks in one scan would each keep one.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

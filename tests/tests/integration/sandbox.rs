@@ -896,6 +896,125 @@ fn the_policy_sets_the_limits() {
     assert!(elapsed < Duration::from_millis(1800), "{elapsed:?}");
 }
 
+/// A hook that sleeps far past a small wall-clock deadline, then a hook that only adds a path.
+const SLEEPER: &str = "import time; time.sleep(3600)\n\
+                       import sys; sys.path.insert(0, sitedir + '/after-sleep')\n";
+
+/// A venv whose `sleeper.pth` is [`SLEEPER`], under a policy with a one-second wall clock.
+fn sleeper_setup(python: &Python) -> (Sandbox, Venv) {
+    let (sandbox, venv) = setup(python, "sleeper.pth", SLEEPER, &[]);
+    std::fs::write(
+        sandbox.path().join("policy.toml"),
+        "[sandbox]\ncpu-ms = 500\nwall-ms = 1000\n\n\
+         [[allow]]\nfile = \"sleeper.pth\"\nmode = \"sandbox\"\n",
+    )
+    .unwrap();
+    (sandbox, venv)
+}
+
+#[test]
+fn a_hook_blocked_past_the_wall_clock_times_out_and_the_next_hook_runs() {
+    let Some(python) = python() else { return };
+    let (sandbox, venv) = sleeper_setup(&python);
+    let hooks = explain(&sandbox, &venv, "sleeper.pth", false);
+    assert_eq!(hooks.len(), 2);
+    assert_eq!(outcome_name(&hooks[0]), "timed-out", "{}", hooks[0]);
+    assert_eq!(hooks[0]["reason"], "sandbox-timeout");
+    assert_eq!(outcome_name(&hooks[1]), "completed", "{}", hooks[1]);
+    let added = strings(&hooks[1]["sandbox"]["effects"]["path_added"]);
+    assert!(added.iter().any(|a| a.contains("after-sleep")), "{added:?}");
+}
+
+#[test]
+fn the_wall_clock_ends_a_blocked_guest_before_the_next_hook() {
+    let Some(python) = python() else { return };
+    let (sandbox, venv) = sleeper_setup(&python);
+    let output = run(sandbox
+        .sitegate()
+        .arg("-v")
+        .arg("--policy")
+        .arg(sandbox.path().join("policy.toml"))
+        .arg("explain")
+        .arg(venv.site_packages.join("sleeper.pth"))
+        .arg("--python")
+        .arg(&venv.python));
+    let log = output.stderr_text();
+    assert!(output.stdout_text().contains("outcome: timed out"), "{log}");
+    // Each evaluation's store is dropped before sitegate reports the evaluation done. A guest
+    // left blocked in its sleep would keep its store: its drop would be missing before the
+    // first `evaluated` line, and at exit.
+    let steps: Vec<&str> = log
+        .lines()
+        .filter_map(|line| {
+            if line.contains("dropped the store of an evaluation") {
+                Some("dropped")
+            } else if line.contains("evaluated a hook") {
+                Some("evaluated")
+            } else {
+                None
+            }
+        })
+        .collect();
+    // `site` reads the venv's site-packages twice: the sleeper is evaluated once (a denied
+    // hook is not evaluated again), the other hook once per run.
+    assert_eq!(
+        steps,
+        ["dropped", "evaluated", "dropped", "evaluated", "dropped", "evaluated"],
+        "{log}"
+    );
+}
+
+#[test]
+fn a_precompiled_guest_changed_in_the_cache_is_not_loaded() {
+    let Some(python) = python() else { return };
+    let (sandbox, venv) = setup(&python, "probe.pth", "import sys\n", &[]);
+
+    // A cache of this test's own, holding a copy of the prepared guest and its record.
+    let cache = sandbox.path().join("cache");
+    let prepared_dir = cache.join("sandbox");
+    std::fs::create_dir_all(&prepared_dir).unwrap();
+    let mut compiled = None;
+    for entry in std::fs::read_dir(sitegate_tests::shared_cache().join("sandbox")).unwrap() {
+        let from = entry.unwrap().path();
+        let to = prepared_dir.join(from.file_name().unwrap());
+        std::fs::copy(&from, &to).unwrap();
+        if to.extension().is_some_and(|e| e == "cwasm") {
+            compiled = Some(to);
+        }
+    }
+    let compiled = compiled.expect("the shared cache holds a precompiled guest");
+    for entry in std::fs::read_dir(&prepared_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let mut record: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            record["compiled"] = Value::from(compiled.to_str().unwrap());
+            std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+        }
+    }
+    let explain = |cache: &std::path::Path| {
+        run(explain_command(&sandbox, &venv, "probe.pth", "json").env("SITEGATE_CACHE_DIR", cache))
+    };
+
+    // The copy loads as it is; so the refusal below is the changed byte's doing.
+    let unchanged = explain(&cache);
+    assert!(unchanged.status.success(), "{}", unchanged.stderr_text());
+
+    let mut bytes = std::fs::read(&compiled).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&compiled, &bytes).unwrap();
+    std::fs::remove_dir_all(cache.join("evaluations")).unwrap();
+    let changed = explain(&cache);
+    assert!(!changed.status.success());
+    assert!(
+        changed
+            .stderr_text()
+            .contains("changed since sitegate wrote it"),
+        "{}",
+        changed.stderr_text()
+    );
+}
+
 #[test]
 fn an_extension_module_in_the_site_directory_needs_native() {
     let Some(python) = python() else { return };
