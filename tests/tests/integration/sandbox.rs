@@ -959,7 +959,14 @@ fn the_wall_clock_ends_a_blocked_guest_before_the_next_hook() {
     // hook is not evaluated again), the other hook once per run.
     assert_eq!(
         steps,
-        ["dropped", "evaluated", "dropped", "evaluated", "dropped", "evaluated"],
+        [
+            "dropped",
+            "evaluated",
+            "dropped",
+            "evaluated",
+            "dropped",
+            "evaluated"
+        ],
         "{log}"
     );
 }
