@@ -52,6 +52,48 @@ def __sitegate_guard(site_globals, site_file):
         def __getattr__(self, name):
             return getattr(real_io, name)
 
+    # While an allowed hook runs natively, a PEP 578 audit hook refuses what no start-up hook
+    # needs: sockets and name lookups, processes, `ctypes`, and reading a process's
+    # environment from `/proc`. It is defence in depth, not a boundary: audit hooks cannot be
+    # removed, so it is added only when a hook runs natively, and stays inert afterwards; code
+    # in native extensions, and threads a hook leaves running, are beyond it.
+    refused_events = (
+        "socket.__new__", "socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
+        "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
+        "socket.getnameinfo", "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn",
+        "os.spawn", "os.fork", "os.forkpty", "pty.spawn", "ctypes.dlopen", "ctypes.dlsym",
+        "ctypes.call_function", "ctypes.cdata",
+    )
+    guarding = [False]
+    audit_added = [False]
+
+    def refuse(event, arguments):
+        if not guarding[0]:
+            return
+        if event == "open":
+            path = arguments[0] if arguments else None
+            if isinstance(path, bytes):
+                path = path.decode("utf-8", "surrogateescape")
+            if not isinstance(path, str):
+                return
+            real = os.path.realpath(path)
+            if not (real.startswith("/proc/") and real.endswith("/environ")):
+                return
+        elif event not in refused_events:
+            return
+        raise PermissionError("sitegate: a start-up hook may not do `%s`" % event)
+
+    def guarded_run():
+        if not audit_added[0]:
+            audit_added[0] = True
+            sys.addaudithook(refuse)
+        guarding[0] = True
+
+        def release():
+            guarding[0] = False
+
+        return release
+
     def filtered_environment(grant):
         # Only the granted variables are visible while an allowed hook runs; what the hook
         # sets or removes is kept afterwards.
@@ -95,9 +137,12 @@ def __sitegate_guard(site_globals, site_file):
         content, grant = entry
         site_globals["io"] = PlannedIO(content)
         restore = filtered_environment(grant) if grant is not None else None
+        release = guarded_run() if grant is not None else None
         try:
             return real_addpackage(sitedir, name, known_paths)
         finally:
+            if release is not None:
+                release()
             site_globals["io"] = real_io
             if restore is not None:
                 restore()
@@ -136,9 +181,12 @@ def __sitegate_guard(site_globals, site_file):
             finder = PlannedCustomize()
             sys.meta_path.insert(0, finder)
             restore = filtered_environment(planned[2]) if planned else None
+            release = guarded_run() if planned else None
             try:
                 real()
             finally:
+                if release is not None:
+                    release()
                 sys.meta_path.remove(finder)
                 if restore is not None:
                     restore()

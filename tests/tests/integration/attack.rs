@@ -170,3 +170,85 @@ fn a_hook_changed_after_the_check_does_not_run() {
     );
     assert_eq!(started.stdout_text().trim(), path_dir.display().to_string());
 }
+
+#[test]
+fn hooks_allowed_natively_run_under_the_audit_guard() {
+    for python in pythons() {
+        let sandbox = Sandbox::new();
+        let venv = sandbox.venv(&python, "venv", false);
+        let listener = Listener::start();
+        let port = listener.port;
+        let marker = |name: &str| sandbox.path().join(format!("got-through-{name}"));
+        // One file per attempt (`site` skips the rest of a file after a failing line); each
+        // writes its marker only if the attempt got through.
+        let attempts = [
+            ("socket", format!("import socket; socket.create_connection(('127.0.0.1', {port}), 3).sendall(b'hook')")),
+            ("environ", "open('/proc/self/environ', 'rb').read()".to_owned()),
+            ("subprocess", "import subprocess; subprocess.run(['true'])".to_owned()),
+            ("system", "import os; os.system('true')".to_owned()),
+            ("ctypes", "import ctypes; ctypes.CDLL(None)".to_owned()),
+        ];
+        for (name, attempt) in &attempts {
+            venv.write(
+                &format!("guarded-{name}.pth"),
+                format!(
+                    "import sys; exec({attempt:?}); open({:?}, 'w').close()\n",
+                    marker(name).display().to_string()
+                ),
+            );
+        }
+        let policy = sandbox.path().join("policy.toml");
+        std::fs::write(
+            &policy,
+            "[[allow]]\nfile = \"guarded-*.pth\"\nmode = \"native\"\n",
+        )
+        .unwrap();
+        // After the start-up hooks the guard is inert: the program itself may connect.
+        let program = format!(
+            "import socket; socket.create_connection(('127.0.0.1', {port}), 3).sendall(b'program'); print('program ran')"
+        );
+        let guarded = run(sandbox
+            .guarded(Some(&policy), &venv.python)
+            .args(["-c", &program]));
+        let label = &python.label;
+        assert_eq!(
+            guarded.stdout_text(),
+            "program ran\n",
+            "{label}: {}",
+            guarded.stderr_text()
+        );
+        for (name, _) in &attempts {
+            assert!(!marker(name).exists(), "{label}: `{name}` got through");
+        }
+        let stderr = guarded.stderr_text();
+        for event in [
+            "socket.getaddrinfo",
+            "subprocess.Popen",
+            "os.system",
+            "ctypes.dlopen",
+            "open",
+        ] {
+            assert!(
+                stderr.contains(&format!("a start-up hook may not do `{event}`")),
+                "{label}: {event}: {stderr}"
+            );
+        }
+        assert_eq!(listener.drain(), [b"program".to_vec()], "{label}");
+
+        // Without sitegate every attempt gets through: the test can fail.
+        let plain = run(sandbox.command(&venv.python).args(["-c", "pass"]));
+        for (name, _) in &attempts {
+            assert!(
+                marker(name).exists(),
+                "{label}: `{name}` failed natively: {}",
+                plain.stderr_text()
+            );
+        }
+        // (`site` reads a venv's site-packages twice, so the hook may connect twice.)
+        let received = listener.drain();
+        assert!(
+            !received.is_empty() && received.iter().all(|r| r == b"hook"),
+            "{label}: {received:?}"
+        );
+    }
+}
