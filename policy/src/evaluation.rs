@@ -39,6 +39,10 @@ pub struct Findings {
     /// Finders and import hooks it installed, and modules it loaded that are not part of the
     /// guest: state that cannot be carried over to the real interpreter.
     pub installed: Vec<String>,
+    /// Whether it changed `sys.path`.
+    pub changed_path: bool,
+    /// Whether it wrote to stdout or stderr, which a start without running it does not show.
+    pub wrote_output: bool,
 }
 
 fn denied(reason: &'static str, message: String, rule: Option<RuleOrigin>) -> Decision {
@@ -63,12 +67,23 @@ pub fn judge(findings: &Findings, granted: &EnvGrant, rule: Option<RuleOrigin>) 
         )
     };
     match &findings.outcome {
-        EvaluationOutcome::TimedOut => return limit("sandbox-timeout", "it ran out of time"),
+        EvaluationOutcome::TimedOut => {
+            return limit(
+                "sandbox-timeout",
+                "it ran out of time (the `[sandbox]` limits `cpu-ms` and `wall-ms`)",
+            )
+        }
         EvaluationOutcome::OutOfMemory => {
-            return limit("sandbox-memory-limit", "it reached the memory cap")
+            return limit(
+                "sandbox-memory-limit",
+                "it reached the memory cap (the `[sandbox]` limit `memory-mib`)",
+            )
         }
         EvaluationOutcome::OutputLimit => {
-            return limit("sandbox-output-limit", "it wrote more than the output cap")
+            return limit(
+                "sandbox-output-limit",
+                "it wrote more than the output cap (the `[sandbox]` limit `output-kib`)",
+            )
         }
         EvaluationOutcome::GuestError(error) => {
             return denied(
@@ -127,12 +142,20 @@ pub fn judge(findings: &Findings, granted: &EnvGrant, rule: Option<RuleOrigin>) 
             rule,
         );
     }
+    let mut message = if findings.changed_path {
+        "In the sandbox the hook only changed `sys.path`; its effects are applied without \
+         running it"
+            .to_owned()
+    } else {
+        "In the sandbox the hook changed nothing that lasts; it is not run at start".to_owned()
+    };
+    if findings.wrote_output {
+        message.push_str(" (what it printed is not shown at start)");
+    }
     Decision {
         verdict: Verdict::Allowed,
         reason: "sandbox-effects",
-        message: "In the sandbox the hook only changed `sys.path`; its effects are applied \
-                  without running it"
-            .to_owned(),
+        message,
         mode: Some(RunMode::Sandbox),
         env: granted.clone(),
         rule,
@@ -148,6 +171,8 @@ mod tests {
             outcome,
             attempts: attempts.iter().map(|a| a.to_string()).collect(),
             installed: installed.iter().map(|i| i.to_string()).collect(),
+            changed_path: false,
+            wrote_output: false,
         }
     }
 

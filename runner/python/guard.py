@@ -217,16 +217,19 @@ def __sitegate_guard(site_globals, site_file):
         sys.path[0:0] = front
         sys.path.extend(appended)
 
+    # The replacement of a hook allowed for its effects calls this through `site.addpackage`,
+    # which stays the guarded one, without a name of its own in `site`.
+    addpackage.sitegate_effects = apply_effects
     site_globals["addpackage"] = addpackage
-    site_globals["__sitegate_effects"] = apply_effects
     site_globals["execsitecustomize"] = planned_import(real_execsitecustomize, "sitecustomize")
     site_globals["execusercustomize"] = planned_import(real_execusercustomize, "usercustomize")
 
     def restore_site():
-        site_globals["addpackage"] = real_addpackage
+        # `addpackage` stays guarded: a program that calls `site.addsitedir` later gets the
+        # plan's bytes for the files that were verified, and skips every other `.pth` file
+        # with a warning, instead of running hooks nobody checked.
         site_globals["execsitecustomize"] = real_execsitecustomize
         site_globals["execusercustomize"] = real_execusercustomize
-        site_globals.pop("__sitegate_effects", None)
         if site_file is not None:
             # Up to 3.10 `site` is imported from its source file. It gets the file's names, but
             # keeps its frozen spec and loader: `python -m site` (through `runpy`) must run this

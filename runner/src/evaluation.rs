@@ -32,6 +32,11 @@ pub struct Evaluated {
     pub reply: Reply,
     /// The `sys.path` the guest started from.
     pub path_before: Vec<String>,
+    /// How many entries at the front of `path_before` a hook may not change: up to the last
+    /// of the interpreter's own (the standard library), which an entry put before them could
+    /// shadow.
+    #[serde(skip)]
+    pub protected: usize,
     /// Every run of the hook in `site`'s walk as `sys.path` before and after it, for a hook
     /// allowed for its effects: the launch replays the run whose `before` it meets.
     #[serde(skip)]
@@ -114,7 +119,8 @@ fn with_grants(mut request: Request, grants: &Grants) -> Request {
 
 /// Reduces a reply to what a verdict needs. Whether a looked-up variable was granted is decided
 /// here from the grant, not taken from the guest, whose recorder the hook could have changed.
-pub fn findings_of(reply: &Reply, site_dir: &Path, granted: &EnvGrant) -> Findings {
+pub fn findings_of(evaluated: &Evaluated, site_dir: &Path, granted: &EnvGrant) -> Findings {
+    let reply = &evaluated.reply;
     let outcome = match &reply.outcome {
         Outcome::Completed => EvaluationOutcome::Completed,
         Outcome::Raised(raised) => EvaluationOutcome::Raised(raised.type_name.clone()),
@@ -144,7 +150,7 @@ pub fn findings_of(reply: &Reply, site_dir: &Path, granted: &EnvGrant) -> Findin
         let writes = file.mode != "r" && file.mode != "rb" && file.mode != "rt";
         if writes {
             attempts.push(format!("write `{}` (`{}`)", file.path, file.mode));
-        } else if !Path::new(&file.path).starts_with(site_dir) {
+        } else if !inside(Path::new(&file.path), site_dir) {
             attempts.push(format!("read `{}` outside its site directory", file.path));
         }
     }
@@ -154,6 +160,7 @@ pub fn findings_of(reply: &Reply, site_dir: &Path, granted: &EnvGrant) -> Findin
     for load in &trace.native_loads {
         attempts.push(format!("load native code ({load})"));
     }
+    attempts.extend(path_attempts(evaluated));
     for variable in &reply.effects.environment_set {
         attempts.push(format!("set environment variable `{}`", variable.name));
     }
@@ -178,11 +185,108 @@ pub fn findings_of(reply: &Reply, site_dir: &Path, granted: &EnvGrant) -> Findin
     for module in &effects.modules_loaded {
         installed.push(format!("loaded module `{module}`"));
     }
+    let wrote_output = !reply.trace.stdout.is_empty() || !reply.trace.stderr.is_empty();
     Findings {
         outcome,
         attempts,
         installed,
+        changed_path: changed_path(evaluated),
+        wrote_output,
     }
+}
+
+/// The most `sys.path` entries, bytes in one entry, and bytes in all entries a hook allowed for
+/// its effects may leave: the plan carries them for every run, on every start.
+const MAX_PATH_ENTRIES: usize = 1024;
+const MAX_ENTRY_BYTES: usize = 4096;
+const MAX_PATH_BYTES: usize = 256 << 10;
+
+/// The length of the prefix of `sys.path` that ends with the interpreter's last own entry.
+fn standard_prefix(path: &[String], interpreter: &Interpreter) -> usize {
+    let own: Vec<String> = interpreter
+        .facts
+        .base_path
+        .iter()
+        .map(|entry| {
+            crate::scan::python_abspath(entry)
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    path.iter()
+        .rposition(|entry| own.contains(entry))
+        .map_or(0, |last| last + 1)
+}
+
+/// What a hook's `sys.path` changes would let it do that a path line could not: shadow the
+/// standard library, depend on the working directory, name a directory others can write to,
+/// or make every start carry an unbounded `sys.path`.
+fn path_attempts(evaluated: &Evaluated) -> Vec<String> {
+    let effects = &evaluated.reply.effects;
+    if !changed_path(evaluated) {
+        return Vec::new();
+    }
+    let (before, after) = (&evaluated.path_before, &effects.path_after);
+    let kept = evaluated.protected.min(before.len());
+    let mut attempts = Vec::new();
+    if after.len() < kept || after[..kept] != before[..kept] {
+        attempts.push(
+            "change `sys.path` in front of or among the standard library's entries, where an \
+             entry shadows standard modules"
+                .to_owned(),
+        );
+    }
+    let total: usize = after.iter().map(String::len).sum();
+    if after.len() > MAX_PATH_ENTRIES
+        || after.iter().any(|entry| entry.len() > MAX_ENTRY_BYTES)
+        || total > MAX_PATH_BYTES
+    {
+        attempts.push(format!(
+            "grow `sys.path` past {MAX_PATH_ENTRIES} entries, {MAX_ENTRY_BYTES} bytes in an \
+             entry or {} KiB in all",
+            MAX_PATH_BYTES >> 10
+        ));
+        return attempts;
+    }
+    for added in &effects.path_added {
+        if !added.entry.starts_with('/') {
+            attempts.push(format!(
+                "add the relative `sys.path` entry `{}`, which depends on the working directory",
+                added.entry
+            ));
+        } else if crate::scan::others_can_write(Path::new(&added.entry)) {
+            attempts.push(format!(
+                "add `{}`, which others can write to, to `sys.path`",
+                added.entry
+            ));
+        }
+    }
+    attempts
+}
+
+/// Whether `path` names something inside `dir`, with `.` and `..` resolved as written (the
+/// guest reports paths it was asked to open, which may climb out with `..`).
+fn inside(path: &Path, dir: &Path) -> bool {
+    use std::path::Component;
+    let mut resolved = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            Component::CurDir => {}
+            other => resolved.push(other),
+        }
+    }
+    path.is_absolute() && resolved.starts_with(dir)
+}
+
+/// Whether the hook changed `sys.path`, reorderings included.
+pub fn changed_path(evaluated: &Evaluated) -> bool {
+    let effects = &evaluated.reply.effects;
+    !effects.path_added.is_empty()
+        || !effects.path_removed.is_empty()
+        || (!effects.path_after.is_empty() && effects.path_after != evaluated.path_before)
 }
 
 fn evaluation_cache_dir() -> Result<PathBuf> {
@@ -200,7 +304,13 @@ fn cache_key(
     Ok(sha256_hex(&material))
 }
 
+/// The SHA-256 of a regular file of at most the hook-file cap; `None` for anything else (a
+/// FIFO would block, a device would not end).
 fn file_sha256(path: &Path) -> Option<String> {
+    let metadata = std::fs::metadata(path).ok()?;
+    if !metadata.is_file() || metadata.len() > crate::scan::MAX_HOOK_FILE_BYTES {
+        return None;
+    }
     std::fs::read(path).ok().map(|bytes| sha256_hex(&bytes))
 }
 
@@ -217,8 +327,13 @@ fn cached(key: &str) -> Option<Reply> {
 fn store(key: &str, hook: &Hook, reply: &Reply, site_dir: &Path) -> Result<()> {
     let mut read = vec![(hook.path.clone(), hook.sha256.clone())];
     for file in &reply.trace.files_opened {
+        // The guest's report names the files; only regular files really inside the site
+        // directory (links resolved) are read to key the entry.
         let path = PathBuf::from(&file.path);
-        if path.starts_with(site_dir) && !read.iter().any(|(p, _)| *p == path) {
+        let real = std::fs::canonicalize(&path).ok();
+        let real_dir = std::fs::canonicalize(site_dir).ok();
+        let within = matches!((&real, &real_dir), (Some(r), Some(d)) if r.starts_with(d));
+        if within && inside(&path, site_dir) && !read.iter().any(|(p, _)| *p == path) {
             let sha256 = file_sha256(&path).unwrap_or_default();
             read.push((path, sha256));
         }
@@ -278,6 +393,7 @@ pub fn evaluate_hook(
         return Ok(Evaluated {
             reply,
             path_before,
+            protected: 0,
             runs: Vec::new(),
             cached: true,
         });
@@ -289,6 +405,7 @@ pub fn evaluate_hook(
     Ok(Evaluated {
         reply,
         path_before,
+        protected: 0,
         runs: Vec::new(),
         cached: false,
     })
@@ -350,7 +467,7 @@ pub fn evaluate_walk(
         else {
             continue;
         };
-        let evaluated = match evaluate_hook(hook, request, sandbox, limits) {
+        let mut evaluated = match evaluate_hook(hook, request, sandbox, limits) {
             Ok(evaluated) => evaluated,
             Err(error) if !selected(hook) => {
                 hook.decision.message =
@@ -360,8 +477,9 @@ pub fn evaluate_walk(
             }
             Err(error) => return Err(error),
         };
+        evaluated.protected = standard_prefix(&evaluated.path_before, interpreter);
         let site_dir = site_dir_of(hook).unwrap_or(Path::new("/"));
-        let findings = findings_of(&evaluated.reply, site_dir, &hook.decision.env);
+        let findings = findings_of(&evaluated, site_dir, &hook.decision.env);
         let run = (
             evaluated.path_before.clone(),
             evaluated.reply.effects.path_after.clone(),

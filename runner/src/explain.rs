@@ -252,7 +252,7 @@ fn write_explanation(out: &mut impl Write, hook: &Hook) -> Result<()> {
         // The policy did not send this hook to the sandbox: say what the evaluation alone
         // would decide, with the same grants.
         let site_dir = hook.path.parent().unwrap_or(Path::new("/"));
-        let findings = findings_of(reply, site_dir, &hook.decision.env);
+        let findings = findings_of(evaluated, site_dir, &hook.decision.env);
         let sandboxed = judge(&findings, &hook.decision.env, None);
         writeln!(
             out,

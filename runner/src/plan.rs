@@ -135,8 +135,8 @@ fn relative_change(before: &[String], after: &[String]) -> Option<[Vec<String>; 
     ])
 }
 
-/// What replaces a hook allowed for its effects: a line calling the guard's `__sitegate_effects`
-/// (in `site`'s namespace while `site` runs) with every evaluated run of the hook as
+/// What replaces a hook allowed for its effects: a line calling the guard's `sitegate_effects`
+/// (an attribute of the guarded `site.addpackage`) with every evaluated run of the hook as
 /// `sys.path` before and after it, the same change in relative form when it has one, and the
 /// hook's place for messages. The guard replays the run whose `before` is the real `sys.path`;
 /// on any other `sys.path` only a relative change is applied (see `guard.py`).
@@ -168,7 +168,7 @@ fn effects_call(hook: &Hook) -> Option<String> {
     };
     // `site` executes only lines that start with `import`.
     Some(format!(
-        "import sys; __sitegate_effects([{}], {relative}, {})",
+        "import sys; sys.modules['site'].addpackage.sitegate_effects([{}], {relative}, {})",
         runs.join(", "),
         python_str(&place)
     ))
@@ -246,11 +246,7 @@ fn plan_body(scan: &Scan) -> Vec<u8> {
         // TODO: the names the module defines are not carried over: code that later uses them
         // (`import sitecustomize; sitecustomize.helper()`) fails with an `AttributeError`.
         let (source, env) = match effects_call(hook) {
-            Some(call) => (
-                format!("from site import __sitegate_effects\n{call}\ndel __sitegate_effects\n")
-                    .into_bytes(),
-                EnvGrant::default(),
-            ),
+            Some(call) => (format!("{call}\n").into_bytes(), EnvGrant::default()),
             None => (module.source.clone(), hook.decision.env.clone()),
         };
         let value = Marshal::Tuple(vec![

@@ -750,7 +750,7 @@ impl Scanner<'_> {
 /// Whether users other than the owner can put a directory at this path, or write into the
 /// directory there: a world-writable directory, or (for a path that does not exist yet) a
 /// world-writable nearest existing ancestor.
-fn others_can_write(target: &Path) -> bool {
+pub fn others_can_write(target: &Path) -> bool {
     let mut path = Some(target);
     while let Some(current) = path {
         if let Ok(meta) = std::fs::metadata(current) {

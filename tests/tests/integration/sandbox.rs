@@ -325,7 +325,7 @@ fn limits_end_each_hook_with_its_own_outcome() {
                  import sys; block = bytearray(1 << 30)\n\
                  import sys; exec('while True: print(\"x\" * 1000000)')\n\
                  import sys; down = lambda again: again(again); down(down)\n\
-                 import sys; sys.path.insert(0, sitedir + '/after-limits')\n";
+                 import sys; sys.path.append(sitedir + '/after-limits')\n";
     let (sandbox, venv) = setup(&python, "limits.pth", lines, &[]);
     let started = std::time::Instant::now();
     let hooks = explain(&sandbox, &venv, "limits.pth", false);
@@ -380,7 +380,7 @@ fn bypass_attempts_get_no_secret() {
 #[test]
 fn explain_reads_well_for_a_path_hook() {
     let Some(python) = python() else { return };
-    let line = "import sys; sys.path.insert(0, '/nonexistent/sitegate-effects')\n";
+    let line = "import sys; sys.path.append('/nonexistent/sitegate-effects')\n";
     let (sandbox, venv) = setup(&python, "effects.pth", line, &[]);
     let output = run(&mut explain_command(
         &sandbox,
@@ -392,7 +392,7 @@ fn explain_reads_well_for_a_path_hook() {
     assert!(output.status.success(), "{text}\n{}", output.stderr_text());
     assert!(text.contains("outcome: completed"), "{text}");
     assert!(
-        text.contains("`sys.path` gains `/nonexistent/sitegate-effects` at 0"),
+        text.contains("`sys.path` gains `/nonexistent/sitegate-effects` at "),
         "{text}"
     );
     assert!(
@@ -483,7 +483,7 @@ fn path_effects_are_applied_without_running_the_hook() {
     venv.write(
         "effects.pth",
         format!(
-            "import sys; sys.path.insert(0, {:?}); print('RAN-NATIVELY')\n\
+            "import sys; sys.path.insert(sys.path.index(sitedir), {:?}); print('RAN-NATIVELY')\n\
              import sys; sys.path.append(sitedir + '/tail')\n",
             front.display().to_string()
         ),
@@ -534,11 +534,14 @@ fn insertions_in_the_middle_and_moves_are_replayed_where_site_makes_them() {
         // insertion, and the third moves an entry, which changes no entry's presence.
         venv.write(
             "a.pth",
-            format!("import sys; sys.path.insert(1, {first:?}); print('RAN-NATIVELY')\n"),
+            format!(
+                "import sys; sys.path.insert(sys.path.index(sitedir), {first:?}); \
+                 print('RAN-NATIVELY')\n"
+            ),
         );
         venv.write(
             "b.pth",
-            format!("import sys; sys.path.insert(sys.path.index(sitedir), {second:?})\n"),
+            format!("import sys; sys.path.insert(sys.path.index({first:?}), {second:?})\n"),
         );
         venv.write(
             "c.pth",
@@ -590,20 +593,17 @@ fn a_native_hook_that_changes_sys_path_leaves_only_relative_changes_replayed() {
     prepared(&sandbox);
     let venv = sandbox.venv(&python, "venv", false);
     let entry = |name: &str| sandbox.path().join(name).display().to_string();
-    let (native, front, middle) = (entry("native"), entry("front"), entry("middle"));
+    let (native, tail, middle) = (entry("native"), entry("tail"), entry("middle"));
     // The native hook appends an entry the sandbox never sees, so the later hooks run on a
     // `sys.path` no evaluation started from.
     venv.write(
         "n.pth",
         format!("import sys; sys.path.append({native:?}) if {native:?} not in sys.path else 0\n"),
     );
-    venv.write(
-        "p.pth",
-        format!("import sys; sys.path.insert(0, {front:?})\n"),
-    );
+    venv.write("p.pth", format!("import sys; sys.path.append({tail:?})\n"));
     venv.write(
         "q.pth",
-        format!("import sys; sys.path.insert(2, {middle:?})\n"),
+        format!("import sys; sys.path.insert(sys.path.index(sitedir), {middle:?})\n"),
     );
     std::fs::write(
         sandbox.path().join("policy.toml"),
@@ -616,9 +616,9 @@ fn a_native_hook_that_changes_sys_path_leaves_only_relative_changes_replayed() {
     let stderr = guarded.stderr_text();
     let path: Vec<String> =
         serde_json::from_str(guarded.stdout_text().lines().last().unwrap_or_default()).unwrap();
-    // The insertion at the front holds whatever else `sys.path` holds: both runs applied it.
+    // An append holds whatever else `sys.path` holds: both runs applied it.
     assert_eq!(
-        path.iter().filter(|e| **e == front).count(),
+        path.iter().filter(|e| **e == tail).count(),
         2,
         "{path:?}\n{stderr}"
     );
@@ -898,7 +898,7 @@ fn the_policy_sets_the_limits() {
 
 /// A hook that sleeps far past a small wall-clock deadline, then a hook that only adds a path.
 const SLEEPER: &str = "import time; time.sleep(3600)\n\
-                       import sys; sys.path.insert(0, sitedir + '/after-sleep')\n";
+                       import sys; sys.path.append(sitedir + '/after-sleep')\n";
 
 /// A venv whose `sleeper.pth` is [`SLEEPER`], under a policy with a one-second wall clock.
 fn sleeper_setup(python: &Python) -> (Sandbox, Venv) {
@@ -1040,4 +1040,136 @@ fn an_extension_module_in_the_site_directory_needs_native() {
         "{}",
         hooks[0]
     );
+}
+
+#[test]
+fn effects_that_could_shadow_or_escape_are_capabilities() {
+    let Some(python) = python() else { return };
+    let sandbox = Sandbox::new();
+    prepared(&sandbox);
+    let venv = sandbox.venv(&python, "venv", false);
+    // A directory of the hook's own with a module named as a standard one: put in front of the
+    // standard library, it would run natively as soon as the program imports `json`.
+    let shadow = venv.site_packages.join("shadow");
+    std::fs::create_dir(&shadow).unwrap();
+    std::fs::write(shadow.join("json.py"), "print('SHADOW-RAN')\n").unwrap();
+    let shadow = shadow.display().to_string();
+    let cases = [
+        (
+            "front.pth",
+            format!("import sys; sys.path.insert(0, {shadow:?})"),
+        ),
+        ("drop.pth", "import sys; del sys.path[1]".to_owned()),
+        (
+            "relative.pth",
+            "import sys; sys.path.append('lib')".to_owned(),
+        ),
+        ("open.pth", "import sys; sys.path.append('/tmp')".to_owned()),
+        (
+            "many.pth",
+            "import sys; sys.path.extend('/p/%d' % i for i in range(5000))".to_owned(),
+        ),
+    ];
+    let mut policy = String::new();
+    for (file, line) in &cases {
+        venv.write(file, format!("{line}\n"));
+        policy.push_str(&format!(
+            "[[allow]]\nfile = \"{file}\"\nmode = \"sandbox\"\n"
+        ));
+    }
+    std::fs::write(sandbox.path().join("policy.toml"), policy).unwrap();
+    let expected = [
+        ("front.pth", "in front of or among the standard library"),
+        ("drop.pth", "in front of or among the standard library"),
+        ("relative.pth", "relative `sys.path` entry `lib`"),
+        ("open.pth", "`/tmp`, which others can write to"),
+        ("many.pth", "grow `sys.path` past 1024 entries"),
+    ];
+    for (file, wanted) in expected {
+        let hooks = explain(&sandbox, &venv, file, false);
+        assert_eq!(
+            hooks[0]["reason"], "capability-denied",
+            "{file}: {}",
+            hooks[0]
+        );
+        let message = hooks[0]["message"].as_str().unwrap();
+        assert!(message.contains(wanted), "{file}: {message}");
+    }
+    let program = ["-c", "import json, sys; print('program ran')"];
+    let unguarded = run(sandbox.command(&venv.python).args(program));
+    assert!(
+        unguarded.stdout_text().contains("SHADOW-RAN"),
+        "the test would prove nothing"
+    );
+    let guarded = run(sandbox
+        .guarded(Some(&sandbox.path().join("policy.toml")), &venv.python)
+        .args(program));
+    assert_eq!(
+        guarded.stdout_text(),
+        "program ran\n",
+        "{}",
+        guarded.stderr_text()
+    );
+}
+
+#[test]
+fn site_addsitedir_later_still_reads_only_the_plan() {
+    let Some(python) = python() else { return };
+    let (sandbox, venv) = setup(
+        &python,
+        "effects.pth",
+        "import sys; sys.path.append(sitedir + '/tail'); print('RAN-NATIVELY')\n",
+        &[],
+    );
+    // A directory the scan never saw, handed to `site` by the program.
+    let later = sandbox.path().join("later");
+    std::fs::create_dir(&later).unwrap();
+    std::fs::write(
+        later.join("late.pth"),
+        "import sys; print('LATE-HOOK-RAN')\n",
+    )
+    .unwrap();
+    let program = format!(
+        "import site, sys; site.addsitedir({:?}); site.addsitedir({:?}); \
+         print(sys.path.count({:?}))",
+        later.display().to_string(),
+        venv.site_packages.display().to_string(),
+        venv.site_packages.join("tail").display().to_string()
+    );
+    let guarded = run(sandbox
+        .guarded(Some(&sandbox.path().join("policy.toml")), &venv.python)
+        .args(["-c", &program]));
+    let stdout = guarded.stdout_text();
+    let stderr = guarded.stderr_text();
+    assert!(
+        !stdout.contains("LATE-HOOK-RAN") && !stdout.contains("RAN-NATIVELY"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("late.pth`: it was not verified"),
+        "{stderr}"
+    );
+    // The planned hook, read again, replays its effects once more, as it would run again.
+    assert_eq!(stdout.trim(), "3", "{stderr}");
+}
+
+#[test]
+fn files_the_guest_reports_are_read_only_inside_the_site_directory() {
+    let Some(python) = python() else { return };
+    let fifo = tempfile::tempdir().unwrap();
+    let pipe = fifo.path().join("pipe");
+    let made = Command::new("mkfifo").arg(&pipe).status().unwrap();
+    assert!(made.success());
+    // The hook forges an entry in the guest's record of opened files that climbs out of the
+    // site directory to a FIFO: reading it to key the cache would block forever.
+    let climb = format!("{}{}", "/..".repeat(12), pipe.display());
+    let line = format!(
+        "import sys; g = sys._getframe(2).f_globals; r = g['RECORDER']; \
+         r.files.append(g['wit'].FileOpen(r.site_dir + {climb:?}, 'r')); sys.path.append('/opt/t')\n"
+    );
+    let (sandbox, venv) = setup(&python, "forge.pth", &line, &[]);
+    let hooks = explain(&sandbox, &venv, "forge.pth", false);
+    assert_eq!(hooks[0]["reason"], "capability-denied", "{}", hooks[0]);
+    let message = hooks[0]["message"].as_str().unwrap();
+    assert!(message.contains("outside its site directory"), "{message}");
 }
