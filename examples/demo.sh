@@ -8,7 +8,6 @@ sitegate="$here/../target/release/sitegate"
 python=${PYTHON:-$(command -v python3)}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-export SITEGATE_CACHE_DIR="$work/cache"
 
 "$python" -m venv "$work/venv"
 site=$("$work/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use sitegate_policy::{judge, RunMode, Verdict};
 
-use crate::evaluation::{evaluate_walk, findings_of, LazySandbox};
+use crate::evaluation::{evaluate_walk, findings_of, Evaluated, LazySandbox};
 use crate::interpreter::Interpreter;
 use crate::report;
 use crate::sandbox::{self, Limits, Outcome};
@@ -64,6 +64,62 @@ pub fn prepare() -> Result<u8> {
     Ok(0)
 }
 
+/// The interpreter of the venv a hook file is in: the nearest directory above it with a
+/// `pyvenv.cfg` and a `bin/python`.
+pub fn venv_python(target: &str) -> Option<std::ffi::OsString> {
+    let (path, _) = parse_target(target).ok()?;
+    let absolute = std::path::absolute(&path).ok()?;
+    let python = absolute
+        .ancestors()
+        .skip(1)
+        .find(|dir| dir.join("pyvenv.cfg").is_file() && dir.join("bin/python").exists())?
+        .join("bin/python");
+    tracing::info!(
+        "`{}` is in the venv of `{}`",
+        path.display(),
+        python.display()
+    );
+    Some(python.into_os_string())
+}
+
+/// Why `PATH[:LINE]` selects no code hook of the scan, for the error.
+fn not_selected(
+    scan: &Scan,
+    interpreter: &Interpreter,
+    path: &Path,
+    line: Option<usize>,
+) -> String {
+    let python = interpreter.path.display();
+    if !path.exists() {
+        return format!("`{}` does not exist", path.display());
+    }
+    let same = |other: &Path| {
+        other == path || std::fs::canonicalize(other).ok() == std::fs::canonicalize(path).ok()
+    };
+    let hooks: Vec<&Hook> = scan.hooks.iter().filter(|h| same(&h.path)).collect();
+    if hooks.is_empty() {
+        return format!(
+            "`{}` is not a `.pth` file or customize module that `{python}` reads at start; \
+             name the interpreter whose site-packages it is in with `--python`",
+            path.display()
+        );
+    }
+    match line {
+        Some(line) => match hooks.iter().find(|h| h.line == Some(line)) {
+            Some(_) => format!(
+                "line {line} of `{}` is a path line, which runs no code",
+                path.display()
+            ),
+            None => format!(
+                "`{}` has no line {line} that `site` reads (comments and blank lines are not \
+                 hooks)",
+                path.display()
+            ),
+        },
+        None => format!("`{}` has no code line, only path lines", path.display()),
+    }
+}
+
 /// Splits `PATH[:LINE]`.
 fn parse_target(target: &str) -> Result<(PathBuf, Option<usize>)> {
     if let Some((path, line)) = target.rsplit_once(':') {
@@ -100,10 +156,7 @@ pub fn explain(
         .collect();
     drop(progress);
     if selected.is_empty() {
-        bail!(
-            "`{target}` is not a code hook of `{}`'s start",
-            interpreter.path.display()
-        );
+        bail!("{}", not_selected(&scan, interpreter, &path, line));
     }
     scan.hooks = selected
         .into_iter()
@@ -165,6 +218,22 @@ fn write_explanation(out: &mut impl Write, hook: &Hook) -> Result<()> {
     writeln!(out, "  outcome: {outcome}")?;
 
     let trace = &reply.trace;
+    let stopped = matches!(
+        reply.outcome,
+        Outcome::TimedOut | Outcome::OutOfMemory | Outcome::OutputLimit | Outcome::GuestError(_)
+    );
+    if stopped {
+        // The host stopped the guest before it could report: there is no trace to show.
+        writeln!(
+            out,
+            "  trace: none (the guest was stopped before it could report)"
+        )?;
+        if !trace.stdout.is_empty() || !trace.stderr.is_empty() {
+            writeln!(out, "  stdout: {:?}", trace.stdout)?;
+            writeln!(out, "  stderr: {:?}", trace.stderr)?;
+        }
+        return write_verdict(out, hook, evaluated);
+    }
     let lookups: Vec<String> = trace
         .environment_lookups
         .iter()
@@ -237,21 +306,27 @@ fn write_explanation(out: &mut impl Write, hook: &Hook) -> Result<()> {
         writeln!(out, "  stdout: {:?}", trace.stdout)?;
         writeln!(out, "  stderr: {:?}", trace.stderr)?;
     }
+    write_verdict(out, hook, evaluated)
+}
 
+/// The verdict, what the sandbox alone would decide, and the policy entry that would allow it.
+fn write_verdict(out: &mut impl Write, hook: &Hook, evaluated: &Evaluated) -> Result<()> {
     writeln!(
         out,
         "  verdict: {} [{}]: {}",
         report::verdict_code(hook),
         hook.decision.reason,
-        hook.decision.message
+        report::printable(&hook.decision.message)
     )?;
     if let Some(rule) = &hook.decision.rule {
         writeln!(out, "  decided by: {rule}")?;
     }
-    if hook.decision.mode != Some(RunMode::Sandbox) {
+    let site_dir = hook.path.parent().unwrap_or(Path::new("/"));
+    let sandboxed = if hook.decision.mode == Some(RunMode::Sandbox) {
+        hook.decision.clone()
+    } else {
         // The policy did not send this hook to the sandbox: say what the evaluation alone
         // would decide, with the same grants.
-        let site_dir = hook.path.parent().unwrap_or(Path::new("/"));
         let findings = findings_of(evaluated, site_dir, &hook.decision.env);
         let sandboxed = judge(&findings, &hook.decision.env, None);
         writeln!(
@@ -263,36 +338,53 @@ fn write_explanation(out: &mut impl Write, hook: &Hook) -> Result<()> {
                 sandboxed.verdict.code()
             },
             sandboxed.reason,
-            sandboxed.message
+            report::printable(&sandboxed.message)
         )?;
-    }
+        sandboxed
+    };
     let file_name = hook
         .path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let wanted: Vec<String> = trace
-        .environment_lookups
-        .iter()
-        .filter(|l| l.name != "*")
-        .map(|l| format!("\"{}\"", l.name))
-        .collect();
-    let native = reply.effects.meta_path_added.len() + reply.effects.path_hooks_added.len() > 0
-        || matches!(
-            reply.outcome,
-            Outcome::NeedsNative(_) | Outcome::MissingModule(_)
-        );
-    writeln!(out, "  to allow it, after review:")?;
+    // The entry that allows it: in the sandbox when the sandbox allows it; natively when only
+    // running it can carry its effects over; otherwise no entry makes the sandbox allow it,
+    // and running it natively is a decision to trust it, without handing it any variable.
+    let (mode, heading) = match sandboxed.reason {
+        "sandbox-effects" => ("sandbox", "to allow it, after review:".to_owned()),
+        "untransplantable-hook" | "needs-native" | "missing-module" => (
+            "native",
+            "to allow it, after review (only natively):".to_owned(),
+        ),
+        reason => (
+            "native",
+            format!(
+                "no entry makes the sandbox allow it ({reason}); to run it natively anyway, \
+                 only if you trust it:"
+            ),
+        ),
+    };
+    writeln!(out, "  {heading}")?;
     writeln!(out, "    [[allow]]")?;
-    writeln!(out, "    file = \"{file_name}\"")?;
+    writeln!(out, "    file = {}", toml::Value::String(file_name))?;
     writeln!(out, "    sha256 = \"{}\"", hook.sha256)?;
-    writeln!(
-        out,
-        "    mode = \"{}\"",
-        if native { "native" } else { "sandbox" }
-    )?;
-    if !wanted.is_empty() {
-        writeln!(out, "    env = [{}]", wanted.join(", "))?;
+    writeln!(out, "    mode = \"{mode}\"")?;
+    let granted: Vec<String> = hook
+        .decision
+        .env
+        .names
+        .iter()
+        .map(|name| toml::Value::String(name.clone()).to_string())
+        .chain(
+            hook.decision
+                .env
+                .prefixes
+                .iter()
+                .map(|prefix| toml::Value::String(format!("{prefix}*")).to_string()),
+        )
+        .collect();
+    if !granted.is_empty() {
+        writeln!(out, "    env = [{}]", granted.join(", "))?;
     }
     writeln!(out)?;
     Ok(())

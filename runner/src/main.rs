@@ -83,9 +83,10 @@ enum Command {
     Explain {
         /// A hook file, optionally with a 1-based line (`PATH:LINE`).
         hook: String,
-        /// The interpreter whose start the hook belongs to.
-        #[arg(long, default_value = "python3")]
-        python: OsString,
+        /// The interpreter whose start the hook belongs to [default: the venv the hook file
+        /// is in, else python3].
+        #[arg(long)]
+        python: Option<OsString>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -172,7 +173,10 @@ fn init_logging(verbose: u8) {
 /// else the built-in defaults.
 fn load_policy(cli: &Cli) -> Result<Policy> {
     let mut policy = match &cli.policy {
-        Some(path) => settings::read_policy(path, settings::format_of(path))?.0,
+        Some(path) => {
+            tracing::info!("policy `{}` (named with --policy)", path.display());
+            settings::read_policy(path, settings::format_of(path))?.0
+        }
         None => found_policy()?,
     };
     if cli.no_baseline {
@@ -289,7 +293,7 @@ fn run_exec(cli: &Cli, strict: bool, command: &[OsString]) -> Result<u8> {
         let plan = plan::write_plan(&interpreter, &scan)?;
         return Err(start(&target, arguments, Some(&plan)));
     }
-    report::denials(&scan);
+    report::denials(&scan, &interpreter.path);
     let denied = scan
         .hooks
         .iter()
@@ -352,9 +356,13 @@ fn start(
     anyhow!(error).context(format!("cannot start `{}`", target.program.display()))
 }
 
-fn run_explain(cli: &Cli, hook: &str, python: &OsString, format: Format) -> Result<u8> {
+fn run_explain(cli: &Cli, hook: &str, python: &Option<OsString>, format: Format) -> Result<u8> {
     let policy = load_policy(cli)?;
-    let target = interpreter::resolve(python)?;
+    let python = match python {
+        Some(python) => python.clone(),
+        None => explain::venv_python(hook).unwrap_or_else(|| "python3".into()),
+    };
+    let target = interpreter::resolve(&python)?;
     let interpreter = interpreter::inspect(&target.interpreter)?;
     let flags = StartFlags::parse(&target.shebang_arguments);
     let scan = scan::scan(

@@ -2,6 +2,7 @@
 //! `hint:`, the scan table, and the JSON document. Data goes to stdout, all else to stderr.
 
 use std::io::Write;
+use std::path::Path;
 
 use serde_json::{json, Value};
 use sitegate_policy::{PolicyError, Verdict};
@@ -71,7 +72,8 @@ fn owner_text(hook: &Hook) -> String {
 }
 
 /// Prints one warning per denied hook and per file that could not be used.
-pub fn denials(scan: &Scan) {
+/// `python` is the interpreter of the start, which `sitegate explain` needs to be told.
+pub fn denials(scan: &Scan, python: &Path) {
     for hook in scan
         .hooks
         .iter()
@@ -82,7 +84,7 @@ pub fn denials(scan: &Scan) {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let hint = denial_hint(hook, &file_name);
+        let hint = denial_hint(hook, &file_name, python);
         let signals: Vec<&str> = hook.signals.iter().map(|s| s.code()).collect();
         let signals = if signals.is_empty() {
             String::new()
@@ -96,7 +98,7 @@ pub fn denials(scan: &Scan) {
                 hook.kind,
                 printable(&location(hook)),
                 printable(&owner_text(hook)),
-                hook.decision.message
+                printable(&hook.decision.message)
             ),
             hint.as_deref(),
         );
@@ -109,7 +111,7 @@ pub fn denials(scan: &Scan) {
 }
 
 /// What to do about a denied hook, by the reason it was denied.
-fn denial_hint(hook: &Hook, file_name: &str) -> Option<String> {
+fn denial_hint(hook: &Hook, file_name: &str, python: &Path) -> Option<String> {
     let allow = format!(
         "if you trust it, add to a trusted `sitegate.toml`: `[[allow]]` `file = \"{}\"` \
          `sha256 = \"{}\"`",
@@ -135,11 +137,20 @@ fn denial_hint(hook: &Hook, file_name: &str) -> Option<String> {
                 printable(&owner_text(hook))
             ))
         }
-        _ if evaluated => Some(format!(
-            "`sitegate explain {}` shows what it did in the sandbox; allow it natively only if \
-             that is what you expect of it",
-            printable(&location(hook))
-        )),
+        _ if evaluated => {
+            let explain = format!(
+                "`sitegate explain {} --python {}` shows what it did in the sandbox",
+                printable(&location(hook)),
+                printable(&python.display().to_string())
+            );
+            Some(match hook.decision.reason {
+                "sandbox-timeout" | "sandbox-memory-limit" | "sandbox-output-limit" => format!(
+                    "{explain}; if it needs more, raise the limit in the policy's `[sandbox]` \
+                     table"
+                ),
+                _ => format!("{explain}; allow it natively only if that is what you expect of it"),
+            })
+        }
         _ => Some(allow),
     }
 }
@@ -324,4 +335,21 @@ pub fn table(interpreter: &Interpreter, scan: &Scan) {
         .filter(|h| h.decision.verdict == Verdict::Denied)
         .count();
     let _ = writeln!(out, "\n{} hook(s), {} denied", scan.hooks.len(), denied);
+    // What the sandbox saw is the reason a reader needs; the code alone does not say it.
+    let evaluated: Vec<&Hook> = scan
+        .hooks
+        .iter()
+        .filter(|h| h.evaluation.is_some() && h.decision.verdict == Verdict::Denied)
+        .collect();
+    if !evaluated.is_empty() {
+        let _ = writeln!(out, "\ndenied after evaluation in the sandbox:");
+        for hook in evaluated {
+            let _ = writeln!(
+                out,
+                "  {}: {}",
+                printable(&location(hook)),
+                printable(&hook.decision.message)
+            );
+        }
+    }
 }

@@ -416,7 +416,7 @@ impl Sandbox {
             Some(record) if record.compiled.is_file() => record,
             _ => prepare_with(&engine, progress)?,
         };
-        phases.mark("record");
+        phases.mark("record or prepare");
 
         // The file is opened once: its bytes are hashed through this descriptor, and wasmtime
         // maps the same file through `/proc/self/fd`, so a file renamed over the path in between

@@ -1173,3 +1173,84 @@ fn files_the_guest_reports_are_read_only_inside_the_site_directory() {
     let message = hooks[0]["message"].as_str().unwrap();
     assert!(message.contains("outside its site directory"), "{message}");
 }
+
+#[test]
+fn hints_and_errors_lead_to_a_working_explain() {
+    let Some(python) = python() else { return };
+    let (sandbox, venv) = setup(
+        &python,
+        "reads.pth",
+        "/nonexistent/path-line\nimport os; os.environ.get('OPENAI_API_KEY')\n",
+        &[],
+    );
+    let policy = sandbox.path().join("policy.toml");
+    let guarded = run(sandbox
+        .guarded(Some(&policy), &venv.python)
+        .args(["-c", "pass"]));
+    let hint = format!(
+        "`sitegate explain {}:2 --python {}`",
+        venv.site_packages.join("reads.pth").display(),
+        venv.python.display()
+    );
+    assert!(
+        guarded.stderr_text().contains(&hint),
+        "{}",
+        guarded.stderr_text()
+    );
+    // The scan's table says what the sandbox saw, not only the code.
+    let scanned = run(sandbox
+        .sitegate()
+        .arg("--policy")
+        .arg(&policy)
+        .args(["scan", "--python"])
+        .arg(&venv.python));
+    let table = scanned.stdout_text();
+    assert!(
+        table.contains("denied after evaluation in the sandbox:"),
+        "{table}"
+    );
+    assert!(
+        table.contains("read environment variable `OPENAI_API_KEY`"),
+        "{table}"
+    );
+
+    // Without `--python`, the venv the file is in is the interpreter.
+    let target = venv.site_packages.join("reads.pth");
+    let explain_of = |target: String| {
+        run(sandbox
+            .sitegate()
+            .arg("--policy")
+            .arg(&policy)
+            .arg("explain")
+            .arg(target))
+    };
+    let explained = explain_of(format!("{}:2", target.display()));
+    assert!(
+        explained.stdout_text().contains("capability-denied"),
+        "{}",
+        explained.stderr_text()
+    );
+    let cases = [
+        (
+            format!("{}:1", target.display()),
+            "is a path line, which runs no code",
+        ),
+        (
+            format!("{}:7", target.display()),
+            "has no line 7 that `site` reads",
+        ),
+        (
+            format!("{}/nope.pth", venv.site_packages.display()),
+            "does not exist",
+        ),
+    ];
+    for (target, wanted) in cases {
+        let failed = explain_of(target);
+        assert_eq!(failed.status.code(), Some(2));
+        assert!(
+            failed.stderr_text().contains(wanted),
+            "{}",
+            failed.stderr_text()
+        );
+    }
+}
