@@ -218,50 +218,73 @@ fn standard_prefix(path: &[String], interpreter: &Interpreter) -> usize {
         .map_or(0, |last| last + 1)
 }
 
-/// What a hook's `sys.path` changes would let it do that a path line could not: shadow the
-/// standard library, depend on the working directory, name a directory others can write to,
-/// or make every start carry an unbounded `sys.path`.
+/// What a hook's `sys.path` changes would let it do that a path line could not. Only appends
+/// are carried over: an entry put before entries already there, or the removal or move of
+/// one, decides which directory a module comes from, so a directory of the hook's own would
+/// shadow modules the program, the standard library or a native hook imports later. Appended
+/// entries must be absolute, outside `/proc` and `/dev` (`/proc/self/cwd` is the working
+/// directory), and not open to other users. The diff is the host's, from the `sys.path` it
+/// sent and the one the guest returned: the guest's own list of additions can be fooled.
 fn path_attempts(evaluated: &Evaluated) -> Vec<String> {
     let effects = &evaluated.reply.effects;
     if !changed_path(evaluated) {
         return Vec::new();
     }
     let (before, after) = (&evaluated.path_before, &effects.path_after);
-    let kept = evaluated.protected.min(before.len());
-    let mut attempts = Vec::new();
-    if after.len() < kept || after[..kept] != before[..kept] {
-        attempts.push(
-            "change `sys.path` in front of or among the standard library's entries, where an \
-             entry shadows standard modules"
-                .to_owned(),
-        );
-    }
     let total: usize = after.iter().map(String::len).sum();
     if after.len() > MAX_PATH_ENTRIES
         || after.iter().any(|entry| entry.len() > MAX_ENTRY_BYTES)
         || total > MAX_PATH_BYTES
     {
-        attempts.push(format!(
+        return vec![format!(
             "grow `sys.path` past {MAX_PATH_ENTRIES} entries, {MAX_ENTRY_BYTES} bytes in an \
              entry or {} KiB in all",
             MAX_PATH_BYTES >> 10
-        ));
-        return attempts;
+        )];
     }
-    for added in &effects.path_added {
-        if !added.entry.starts_with('/') {
+    if !after.starts_with(before) {
+        let kept = evaluated.protected.min(before.len());
+        let where_ = if after.len() < kept || after[..kept] != before[..kept] {
+            "in front of or among the standard library's entries"
+        } else {
+            "before entries already on it"
+        };
+        return vec![format!(
+            "change `sys.path` {where_} (insert, remove or move entries), where a directory \
+             decides which module others import; only appends are applied without running a \
+             hook"
+        )];
+    }
+    let mut attempts = Vec::new();
+    for entry in &after[before.len()..] {
+        let path = Path::new(entry);
+        if !entry.starts_with('/') {
             attempts.push(format!(
-                "add the relative `sys.path` entry `{}`, which depends on the working directory",
-                added.entry
+                "add the relative `sys.path` entry `{entry}`, which depends on the working \
+                 directory"
             ));
-        } else if crate::scan::others_can_write(Path::new(&added.entry)) {
+        } else if inside(path, Path::new("/proc")) || inside(path, Path::new("/dev")) {
             attempts.push(format!(
-                "add `{}`, which others can write to, to `sys.path`",
-                added.entry
+                "add `{entry}` to `sys.path`, which names no fixed directory"
+            ));
+        } else if crate::scan::others_can_write(path) || owned_by_another_user(path) {
+            attempts.push(format!(
+                "add `{entry}`, which others can write to or own, to `sys.path`"
             ));
         }
     }
     attempts
+}
+
+/// Whether the directory at `path`, or the nearest existing ancestor when it does not exist,
+/// belongs to a user other than this one and root: that user decides what it holds.
+fn owned_by_another_user(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: `geteuid` has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    path.ancestors()
+        .find_map(|dir| std::fs::metadata(dir).ok())
+        .is_some_and(|meta| meta.uid() != me && meta.uid() != 0)
 }
 
 /// Whether `path` names something inside `dir`, with `.` and `..` resolved as written (the

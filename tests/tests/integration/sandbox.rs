@@ -483,7 +483,7 @@ fn path_effects_are_applied_without_running_the_hook() {
     venv.write(
         "effects.pth",
         format!(
-            "import sys; sys.path.insert(sys.path.index(sitedir), {:?}); print('RAN-NATIVELY')\n\
+            "import sys; sys.path.append({:?}); print('RAN-NATIVELY')\n\
              import sys; sys.path.append(sitedir + '/tail')\n",
             front.display().to_string()
         ),
@@ -522,30 +522,21 @@ fn path_effects_are_applied_without_running_the_hook() {
 }
 
 #[test]
-fn insertions_in_the_middle_and_moves_are_replayed_where_site_makes_them() {
+fn appends_are_replayed_run_by_run_and_other_changes_need_native() {
     for python in pythons() {
         let sandbox = Sandbox::new();
         prepared(&sandbox);
         let venv = sandbox.venv(&python, "venv", false);
         let first = sandbox.path().join("first").display().to_string();
-        let second = sandbox.path().join("second").display().to_string();
         // `site` reads a venv's site-packages twice: each hook runs twice, the second time on
-        // the `sys.path` the first runs left. The second hook's place depends on the first's
-        // insertion, and the third moves an entry, which changes no entry's presence.
+        // the `sys.path` the first runs left. The second hook's entry depends on the first's.
         venv.write(
             "a.pth",
-            format!(
-                "import sys; sys.path.insert(sys.path.index(sitedir), {first:?}); \
-                 print('RAN-NATIVELY')\n"
-            ),
+            format!("import sys; sys.path.append({first:?}); print('RAN-NATIVELY')\n"),
         );
         venv.write(
             "b.pth",
-            format!("import sys; sys.path.insert(sys.path.index({first:?}), {second:?})\n"),
-        );
-        venv.write(
-            "c.pth",
-            format!("import sys; sys.path.remove({first:?}); sys.path.append({first:?})\n"),
+            "import sys; sys.path.append(sys.path[-1] + '-after')\n",
         );
         std::fs::write(
             sandbox.path().join("policy.toml"),
@@ -567,68 +558,76 @@ fn insertions_in_the_middle_and_moves_are_replayed_where_site_makes_them() {
             "{version}: {}",
             guarded.stderr_text()
         );
-        let explained = run(&mut explain_command(&sandbox, &venv, "c.pth:1", "table"));
+        let explained = run(&mut explain_command(&sandbox, &venv, "b.pth:1", "table"));
         let text = explained.stdout_text();
-        assert!(
-            text.contains("`sys.path` is reordered"),
-            "{version}: {text}"
-        );
         assert!(text.contains("runs: 2 (`site` reads"), "{version}: {text}");
         let last = |text: String| text.lines().last().unwrap_or_default().to_owned();
         let unguarded_path = last(unguarded.stdout_text());
-        assert!(unguarded_path.contains("second"), "{version}");
+        assert!(unguarded_path.contains("first-after"), "{version}");
         assert_eq!(
             last(guarded.stdout_text()),
             unguarded_path,
             "{version}: {}",
             guarded.stderr_text()
         );
+
+        // Inserting before entries already there, or moving one, decides where modules come
+        // from: not applied without running the hook.
+        venv.write(
+            "c.pth",
+            format!("import sys; sys.path.insert(sys.path.index(sitedir), {first:?})\n"),
+        );
+        venv.write(
+            "d.pth",
+            "import sys; sys.path.append(sys.path.pop(sys.path.index(sitedir)))\n",
+        );
+        for file in ["c.pth", "d.pth"] {
+            let hooks = explain(&sandbox, &venv, file, false);
+            assert_eq!(
+                hooks[0]["reason"], "capability-denied",
+                "{version}: {}",
+                hooks[0]
+            );
+            let message = hooks[0]["message"].as_str().unwrap();
+            assert!(message.contains("only appends are applied"), "{message}");
+        }
     }
 }
 
 #[test]
-fn a_native_hook_that_changes_sys_path_leaves_only_relative_changes_replayed() {
+fn after_a_native_hook_changed_sys_path_appends_are_replayed_as_recorded() {
     let Some(python) = python() else { return };
     let sandbox = Sandbox::new();
     prepared(&sandbox);
     let venv = sandbox.venv(&python, "venv", false);
     let entry = |name: &str| sandbox.path().join(name).display().to_string();
-    let (native, tail, middle) = (entry("native"), entry("tail"), entry("middle"));
-    // The native hook appends an entry the sandbox never sees, so the later hooks run on a
-    // `sys.path` no evaluation started from.
+    let (native, tail) = (entry("native"), entry("tail"));
+    // The native hook appends an entry the sandbox never sees, so the later hook runs on a
+    // `sys.path` no evaluation started from: its recorded appends are applied as they are.
     venv.write(
         "n.pth",
         format!("import sys; sys.path.append({native:?}) if {native:?} not in sys.path else 0\n"),
     );
     venv.write("p.pth", format!("import sys; sys.path.append({tail:?})\n"));
-    venv.write(
-        "q.pth",
-        format!("import sys; sys.path.insert(sys.path.index(sitedir), {middle:?})\n"),
-    );
     std::fs::write(
         sandbox.path().join("policy.toml"),
         "[[allow]]\nfile = \"n.pth\"\nmode = \"native\"\n\n\
-         [[allow]]\nfile = \"p.pth\"\nmode = \"sandbox\"\n\n\
-         [[allow]]\nfile = \"q.pth\"\nmode = \"sandbox\"\n",
+         [[allow]]\nfile = \"p.pth\"\nmode = \"sandbox\"\n",
     )
     .unwrap();
-    let (_, guarded) = sys_paths(&sandbox, &venv);
+    let (unguarded, guarded) = sys_paths(&sandbox, &venv);
     let stderr = guarded.stderr_text();
-    let path: Vec<String> =
-        serde_json::from_str(guarded.stdout_text().lines().last().unwrap_or_default()).unwrap();
-    // An append holds whatever else `sys.path` holds: both runs applied it.
+    let path_of = |text: String| -> Vec<String> {
+        serde_json::from_str(text.lines().last().unwrap_or_default()).unwrap()
+    };
+    let path = path_of(guarded.stdout_text());
     assert_eq!(
         path.iter().filter(|e| **e == tail).count(),
         2,
         "{path:?}\n{stderr}"
     );
     assert!(path.contains(&native), "{path:?}");
-    // The insertion in the middle is known only on the `sys.path` it was recorded on.
-    assert!(!path.contains(&middle), "{path:?}");
-    assert!(
-        stderr.contains("skipped the sys.path changes of `") && stderr.contains("q.pth:1`"),
-        "{stderr}"
-    );
+    assert_eq!(path, path_of(unguarded.stdout_text()), "{stderr}");
 }
 
 fn attack_payload(port: u16) -> String {
@@ -1061,6 +1060,21 @@ fn effects_that_could_shadow_or_escape_are_capabilities() {
         ),
         ("drop.pth", "import sys; del sys.path[1]".to_owned()),
         (
+            "middle.pth",
+            format!("import sys; sys.path.insert(sys.path.index(sitedir), {shadow:?})"),
+        ),
+        (
+            "cwd.pth",
+            "import sys; sys.path.append('/proc/self/cwd')".to_owned(),
+        ),
+        // An entry that hides from the guest's own diff: the host diffs what it sent and got.
+        (
+            "fooled.pth",
+            "import sys; exec('class S(str):\\n    __eq__ = lambda self, other: True\\n    \
+             __hash__ = str.__hash__\\nsys.path.append(S(\"\"))')"
+                .to_owned(),
+        ),
+        (
             "relative.pth",
             "import sys; sys.path.append('lib')".to_owned(),
         ),
@@ -1081,6 +1095,9 @@ fn effects_that_could_shadow_or_escape_are_capabilities() {
     let expected = [
         ("front.pth", "in front of or among the standard library"),
         ("drop.pth", "in front of or among the standard library"),
+        ("middle.pth", "before entries already on it"),
+        ("cwd.pth", "which names no fixed directory"),
+        ("fooled.pth", "relative `sys.path` entry ``"),
         ("relative.pth", "relative `sys.path` entry `lib`"),
         ("open.pth", "`/tmp`, which others can write to"),
         ("many.pth", "grow `sys.path` past 1024 entries"),
