@@ -185,6 +185,9 @@ pub fn findings_of(evaluated: &Evaluated, site_dir: &Path, granted: &EnvGrant) -
     for module in &effects.modules_loaded {
         installed.push(format!("loaded module `{module}`"));
     }
+    for state in &effects.state_changed {
+        installed.push(format!("changed {state}"));
+    }
     let wrote_output = !reply.trace.stdout.is_empty() || !reply.trace.stderr.is_empty();
     Findings {
         outcome,

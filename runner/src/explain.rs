@@ -286,6 +286,12 @@ fn write_explanation(out: &mut impl Write, hook: &Hook) -> Result<()> {
             .iter()
             .map(|v| format!("sets environment variable `{}`", v.name)),
     );
+    changes.extend(
+        effects
+            .state_changed
+            .iter()
+            .map(|state| format!("changes {state}")),
+    );
     let reordered = effects.path_added.is_empty()
         && effects.path_removed.is_empty()
         && !effects.path_after.is_empty()

@@ -631,6 +631,7 @@ fn host_reply(outcome: Outcome, stdout: String, stderr: String) -> Reply {
             environment_removed: Vec::new(),
             modules_loaded: Vec::new(),
             path_after: Vec::new(),
+            state_changed: Vec::new(),
         },
         trace: Trace {
             environment_lookups: Vec::new(),

@@ -450,6 +450,37 @@ def _added_objects(before, after):
     return added
 
 
+# `sys` attributes the evaluation itself changes, or that record an error and mean nothing later.
+STATE_IGNORED = frozenset(("last_type", "last_value", "last_traceback", "last_exc"))
+
+
+def _state():
+    """What of the interpreter's state a hook could change for good, beyond `sys.path`."""
+    return (
+        {name: id(value) for name, value in vars(sys).items() if name not in STATE_IGNORED},
+        {name: id(value) for name, value in vars(builtins).items()},
+        sys.getrecursionlimit(),
+        id(sys.gettrace()),
+        id(sys.getprofile()),
+    )
+
+
+def _state_changes(before, after):
+    changes = []
+    for space, old, new in (("sys", before[0], after[0]), ("builtins", before[1], after[1])):
+        for name in sorted(set(old) | set(new)):
+            if old.get(name) != new.get(name):
+                changes.append(f"{space}.{name}")
+    for what, old, new in zip(
+        ("the recursion limit", "the trace function", "the profile function"),
+        before[2:],
+        after[2:],
+    ):
+        if old != new:
+            changes.append(what)
+    return changes
+
+
 def _path_text(entry):
     """A `sys.path` entry as text; a hook may put bytes or other objects there."""
     if isinstance(entry, str):
@@ -603,6 +634,8 @@ class Evaluation(exports.Evaluation):
         recorder.active = code is not None
         escaped = None
         saved_version = _pretend_target_version(request.interpreter.version)
+        state_before = _state()
+        state_after = state_before
         try:
             if code is not None:
                 _run_hook(request, code)
@@ -610,6 +643,10 @@ class Evaluation(exports.Evaluation):
             escaped = error
         finally:
             recorder.active = False
+            try:
+                state_after = _state()
+            except BaseException:  # noqa: B036  (a hook can break even this)
+                state_after = None
             sys.version_info, sys.hexversion, sys.version = saved_version
             sys.stdout, sys.stderr = saved_streams
 
@@ -656,6 +693,9 @@ class Evaluation(exports.Evaluation):
             sorted(environment_after.removed_keys) if environment_after else [],
             sorted(loaded_after - loaded_before),
             path_after,
+            ["the interpreter's state"]
+            if state_after is None
+            else _state_changes(state_before, state_after),
         )
         trace = wit.Trace(
             recorder.lookups,

@@ -1271,3 +1271,27 @@ fn hints_and_errors_lead_to_a_working_explain() {
         );
     }
 }
+
+#[test]
+fn lasting_changes_beyond_sys_path_are_not_dropped_silently() {
+    let Some(python) = python() else { return };
+    let (sandbox, venv) = setup(
+        &python,
+        "state.pth",
+        "import sys; sys.setrecursionlimit(321)\n\
+         import builtins; builtins.SITE_MARK = 'set by hook'\n\
+         import sys; sys.excepthook = lambda *args: None\n",
+        &[],
+    );
+    let hooks = explain(&sandbox, &venv, "state.pth", false);
+    let wanted = [
+        "the recursion limit",
+        "builtins.SITE_MARK",
+        "sys.excepthook",
+    ];
+    for (hook, wanted) in hooks.iter().zip(wanted) {
+        assert_eq!(hook["reason"], "untransplantable-hook", "{hook}");
+        let message = hook["message"].as_str().unwrap();
+        assert!(message.contains(&format!("changed {wanted}")), "{message}");
+    }
+}
