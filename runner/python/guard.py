@@ -64,11 +64,12 @@ def __sitegate_guard(site_globals, site_file):
         "os.spawn", "os.fork", "os.forkpty", "pty.spawn", "ctypes.dlopen", "ctypes.dlsym",
         "ctypes.call_function", "ctypes.cdata",
     )
-    guarding = [False]
+    guarding = [0]
     audit_added = [False]
+    realpath = os.path.realpath
 
     def refuse(event, arguments):
-        if not guarding[0]:
+        if guarding[0] <= 0:
             return
         if event == "open":
             path = arguments[0] if arguments else None
@@ -76,8 +77,14 @@ def __sitegate_guard(site_globals, site_file):
                 path = path.decode("utf-8", "surrogateescape")
             if not isinstance(path, str):
                 return
-            real = os.path.realpath(path)
-            if not (real.startswith("/proc/") and real.endswith("/environ")):
+            # By name too: a path relative to a directory descriptor of `/proc` does not
+            # resolve from here.
+            name = path.rstrip("/").rsplit("/", 1)[-1]
+            real = realpath(path)
+            exposes = name in ("environ", "mem") or (
+                real.startswith("/proc/") and real.rsplit("/", 1)[-1] in ("environ", "mem")
+            )
+            if not exposes:
                 return
         elif event not in refused_events:
             return
@@ -87,10 +94,13 @@ def __sitegate_guard(site_globals, site_file):
         if not audit_added[0]:
             audit_added[0] = True
             sys.addaudithook(refuse)
-        guarding[0] = True
+        guarding[0] += 1
+        released = [False]
 
         def release():
-            guarding[0] = False
+            if not released[0]:
+                released[0] = True
+                guarding[0] -= 1
 
         return release
 
@@ -152,9 +162,6 @@ def __sitegate_guard(site_globals, site_file):
             if fullname not in ("sitecustomize", "usercustomize"):
                 return None
             planned = modules.get(fullname)
-            if planned is None:
-                raise ModuleNotFoundError("No module named %r" % fullname, name=fullname)
-            origin, source = planned[0], planned[1]
             spec = None
             for finder in sys.meta_path:
                 find = getattr(finder, "find_spec", None)
@@ -163,6 +170,13 @@ def __sitegate_guard(site_globals, site_file):
                 spec = find(fullname, path, target)
                 if spec is not None:
                     break
+            if planned is None:
+                # A denied module was reported before the start; one the scan never saw (in
+                # a directory a hook added) is said here, and skipped all the same.
+                if spec is not None and fullname not in modules:
+                    warn("skipped `%s`: it was not verified before this start" % (spec.origin or fullname))
+                raise ModuleNotFoundError("No module named %r" % fullname, name=fullname)
+            origin, source = planned[0], planned[1]
             if spec is None or spec.origin != os.fsdecode(origin) or not hasattr(spec.loader, "get_code"):
                 warn("skipped `%s`: it is not the module that was verified" % fullname)
                 raise ModuleNotFoundError("No module named %r" % fullname, name=fullname)

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use sitegate_policy::grammar::LineFate;
-use sitegate_policy::{EnvGrant, LineKind, Verdict};
+use sitegate_policy::{EnvGrant, HookKind, LineKind, Verdict};
 
 use crate::cache::{cache_dir, sha256_hex, write_atomically};
 use crate::interpreter::Interpreter;
@@ -255,6 +255,18 @@ fn plan_body(scan: &Scan) -> Vec<u8> {
             grant(&env),
         ]);
         modules.push((Marshal::Str(module.kind.code().to_owned()), value));
+    }
+    // A customize module found and denied was reported before the start: the guard skips it
+    // without a second warning (one it finds that is not in the plan at all, it reports).
+    for hook in &scan.hooks {
+        let code = hook.kind.code();
+        let customize = matches!(hook.kind, HookKind::Sitecustomize | HookKind::Usercustomize);
+        let planned = modules
+            .iter()
+            .any(|(key, _)| matches!(key, Marshal::Str(k) if k == code));
+        if customize && hook.decision.verdict != Verdict::Allowed && !planned {
+            modules.push((Marshal::Str(code.to_owned()), Marshal::None));
+        }
     }
     let plan = Marshal::Dict(vec![
         (Marshal::Str("files".into()), Marshal::Dict(files)),

@@ -187,6 +187,21 @@ fn hooks_allowed_natively_run_under_the_audit_guard() {
             ("subprocess", "import subprocess; subprocess.run(['true'])".to_owned()),
             ("system", "import os; os.system('true')".to_owned()),
             ("ctypes", "import ctypes; ctypes.CDLL(None)".to_owned()),
+            // A path relative to a descriptor of `/proc` does not name `/proc` itself.
+            (
+                "dirfd",
+                "import os; os.read(os.open('self/environ', os.O_RDONLY, \
+                 dir_fd=os.open('/proc', os.O_RDONLY)), 100)"
+                    .to_owned(),
+            ),
+            // A nested run of the guarded `addpackage` must not end the guard of this line.
+            (
+                "nested",
+                format!(
+                    "import site, socket; site.addpackage(sitedir, 'guarded-socket.pth', set()); \
+                     socket.create_connection(('127.0.0.1', {port}), 3).sendall(b'nested')"
+                ),
+            ),
         ];
         for (name, attempt) in &attempts {
             venv.write(
@@ -247,7 +262,7 @@ fn hooks_allowed_natively_run_under_the_audit_guard() {
         // (`site` reads a venv's site-packages twice, so the hook may connect twice.)
         let received = listener.drain();
         assert!(
-            !received.is_empty() && received.iter().all(|r| r == b"hook"),
+            !received.is_empty() && received.iter().all(|r| r == b"hook" || r == b"nested"),
             "{label}: {received:?}"
         );
     }

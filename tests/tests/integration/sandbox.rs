@@ -1295,3 +1295,31 @@ fn lasting_changes_beyond_sys_path_are_not_dropped_silently() {
         assert!(message.contains(&format!("changed {wanted}")), "{message}");
     }
 }
+
+#[test]
+fn a_customize_module_the_scan_never_saw_is_skipped_with_a_warning() {
+    let Some(python) = python() else { return };
+    // A hook allowed for its effects appends a directory the scan does not search; a
+    // `sitecustomize` there is found at start, and skipped with a word.
+    let (sandbox, venv) = setup(
+        &python,
+        "extra.pth",
+        "import sys, os; sys.path.append(os.path.join(sitedir, 'extra'))\n",
+        &[],
+    );
+    let extra = venv.site_packages.join("extra");
+    std::fs::create_dir(&extra).unwrap();
+    std::fs::write(
+        extra.join("sitecustomize.py"),
+        "print('UNSEEN-CUSTOMIZE-RAN')\n",
+    )
+    .unwrap();
+    let (unguarded, guarded) = sys_paths(&sandbox, &venv);
+    assert!(unguarded.stdout_text().contains("UNSEEN-CUSTOMIZE-RAN"));
+    assert!(!guarded.stdout_text().contains("UNSEEN-CUSTOMIZE-RAN"));
+    let stderr = guarded.stderr_text();
+    assert!(
+        stderr.contains("sitecustomize.py`: it was not verified before this start"),
+        "{stderr}"
+    );
+}
