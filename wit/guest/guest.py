@@ -484,7 +484,14 @@ def _state_changes(before, after):
 def _path_text(entry):
     """A `sys.path` entry as text; a hook may put bytes or other objects there."""
     if isinstance(entry, str):
-        return entry
+        # Through `str`'s own methods, which a subclass cannot override.
+        try:
+            str.encode(entry, "utf-8")
+        except UnicodeEncodeError:
+            # Undecodable bytes (surrogates) cannot cross into the host as a string: shown as
+            # Python writes them, which the host takes for a relative entry and refuses.
+            return ascii(entry)
+        return str.__str__(entry)
     if isinstance(entry, bytes):
         return os.fsdecode(entry)
     return repr(entry)

@@ -1323,3 +1323,18 @@ fn a_customize_module_the_scan_never_saw_is_skipped_with_a_warning() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_undecodable_sys_path_entry_is_refused_readably() {
+    let Some(python) = python() else { return };
+    let (sandbox, venv) = setup(
+        &python,
+        "bytes.pth",
+        "import os, sys; sys.path.append(os.fsdecode(b'/opt/x\\xff'))\n",
+        &[],
+    );
+    let hooks = explain(&sandbox, &venv, "bytes.pth", false);
+    assert_eq!(hooks[0]["reason"], "capability-denied", "{}", hooks[0]);
+    let message = hooks[0]["message"].as_str().unwrap();
+    assert!(message.contains(r"'/opt/x\udcff'"), "{message}");
+}
