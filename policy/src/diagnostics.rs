@@ -90,7 +90,7 @@ pub const DIAGNOSTICS: &[Diagnostic] = &[
     Diagnostic {
         code: "sandbox-effects",
         class: DiagnosticClass::AllowReason,
-        summary: "A hook that only changed sys.path in the sandbox; its effects are applied",
+        summary: "A hook that only appended to sys.path in the sandbox; its appends are applied",
     },
     Diagnostic {
         code: "unevaluated-hook",
@@ -115,7 +115,7 @@ pub const DIAGNOSTICS: &[Diagnostic] = &[
     Diagnostic {
         code: "untransplantable-hook",
         class: DiagnosticClass::DenyReason,
-        summary: "The hook installed finders or import hooks, or loaded modules, in the sandbox",
+        summary: "The hook installed finders or import hooks, loaded modules or changed state",
     },
     Diagnostic {
         code: "hook-raised",

@@ -143,7 +143,7 @@ pub fn judge(findings: &Findings, granted: &EnvGrant, rule: Option<RuleOrigin>) 
         );
     }
     let mut message = if findings.changed_path {
-        "In the sandbox the hook only changed `sys.path`; its effects are applied without \
+        "In the sandbox the hook only appended to `sys.path`; its appends are applied without \
          running it"
             .to_owned()
     } else {
