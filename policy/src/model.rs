@@ -88,6 +88,10 @@ pub struct SandboxLimits {
     /// KiB of stdout, and of stderr, kept.
     #[serde(default = "SandboxLimits::default_output_kib")]
     pub output_kib: u32,
+    /// Milliseconds one start may spend evaluating hooks that are not in the cache; the rest
+    /// wait for a later start.
+    #[serde(default = "SandboxLimits::default_start_ms")]
+    pub start_ms: u32,
 }
 
 impl SandboxLimits {
@@ -103,6 +107,9 @@ impl SandboxLimits {
     fn default_output_kib() -> u32 {
         64
     }
+    fn default_start_ms() -> u32 {
+        30_000
+    }
 }
 
 impl Default for SandboxLimits {
@@ -112,6 +119,7 @@ impl Default for SandboxLimits {
             cpu_ms: SandboxLimits::default_cpu_ms(),
             wall_ms: SandboxLimits::default_wall_ms(),
             output_kib: SandboxLimits::default_output_kib(),
+            start_ms: SandboxLimits::default_start_ms(),
         }
     }
 }
@@ -306,15 +314,16 @@ pub fn parse_policy(
                 && limits.memory_mib <= 4095
                 && limits.cpu_ms > 0
                 && limits.wall_ms >= limits.cpu_ms
-                && limits.output_kib > 0;
+                && limits.output_kib > 0
+                && limits.start_ms >= limits.wall_ms;
             if !valid {
                 let (line, column) = line_column(text, span.start);
                 problems.push(PolicyProblem {
                     line,
                     column,
                     message: "[sandbox] needs `memory-mib` between 32 and 4095 (the guest is \
-                              32-bit), `cpu-ms` above 0, `wall-ms` at least `cpu-ms`, and \
-                              `output-kib` above 0"
+                              32-bit), `cpu-ms` above 0, `wall-ms` at least `cpu-ms`, \
+                              `output-kib` above 0, and `start-ms` at least `wall-ms`"
                         .to_owned(),
                 });
             }
@@ -543,6 +552,7 @@ mod tests {
         for broken in [
             "[sandbox]\nmemory-mib = 8000\n",
             "[sandbox]\ncpu-ms = 3000\nwall-ms = 1000\n",
+            "[sandbox]\nwall-ms = 5000\nstart-ms = 1000\n",
             "[sandbox]\ncpu = 1\n",
             "unknown-code = \"allow\"\n",
         ] {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use sitegate_policy::{judge, EnvGrant, EvaluationOutcome, Findings, HookKind, Verdict};
+use sitegate_policy::{judge, Decision, EnvGrant, EvaluationOutcome, Findings, HookKind, Verdict};
 
 use crate::cache::{cache_dir, sha256_hex, write_atomically};
 use crate::interpreter::Interpreter;
@@ -472,6 +472,9 @@ pub fn evaluate_walk(
         .collect();
     let snapshot = scan.clone();
     let text = |path: &PathBuf| path.to_string_lossy().into_owned();
+    // Evaluations not in the cache take time; past the start's budget, the hooks left wait
+    // (denied) for a later start, which finds the ones done so far in the cache.
+    let mut spent = std::time::Duration::ZERO;
     let mut sys_path: Vec<String> = Vec::new();
     let mut built = 0;
     for step in &snapshot.walk {
@@ -489,6 +492,19 @@ pub fn evaluate_walk(
         if hook.evaluation.is_some() && hook.decision.verdict == Verdict::Denied {
             continue;
         }
+        if spent >= limits.start && !selected(hook) {
+            // Not evaluated, so not allowed, even when an earlier run of it was.
+            hook.decision = Decision {
+                verdict: Verdict::Denied,
+                reason: "unevaluated-hook",
+                message: "This start spent its evaluation time (the `[sandbox]` limit \
+                          `start-ms`) before this hook; a later start evaluates it"
+                    .to_owned(),
+                ..hook.decision.clone()
+            };
+            continue;
+        }
+        let started = std::time::Instant::now();
         let Some(request) = request_for(hook, interpreter, &snapshot, sys_path.clone(), limits)
         else {
             continue;
@@ -503,6 +519,9 @@ pub fn evaluate_walk(
             }
             Err(error) => return Err(error),
         };
+        if !evaluated.cached {
+            spent += started.elapsed();
+        }
         evaluated.protected = standard_prefix(&evaluated.path_before, interpreter);
         let site_dir = site_dir_of(hook).unwrap_or(Path::new("/"));
         let findings = findings_of(&evaluated, site_dir, &hook.decision.env);

@@ -54,6 +54,8 @@ pub const DEFAULT_MEMORY_BYTES: usize = 256 << 20;
 pub const DEFAULT_CPU: Duration = Duration::from_secs(2);
 /// The default wall-clock deadline, for time the guest spends blocked in a host call.
 pub const DEFAULT_WALL: Duration = Duration::from_secs(5);
+/// The default time one start may spend on evaluations not in the cache.
+pub const DEFAULT_START: Duration = Duration::from_secs(30);
 /// The default cap on captured stdout and on captured stderr: 64 KiB each.
 pub const DEFAULT_OUTPUT_BYTES: usize = 64 << 10;
 
@@ -71,6 +73,10 @@ pub struct Limits {
     pub wall: Duration,
     /// Bytes kept of stdout and of stderr each.
     pub output_bytes: usize,
+    /// Time one start may spend on evaluations not in the cache. Not part of an evaluation's
+    /// identity, so not of the cache key.
+    #[serde(skip)]
+    pub start: Duration,
 }
 
 impl Limits {
@@ -81,6 +87,7 @@ impl Limits {
             cpu: Duration::from_millis(limits.cpu_ms.into()),
             wall: Duration::from_millis(limits.wall_ms.into()),
             output_bytes: (limits.output_kib as usize) << 10,
+            start: Duration::from_millis(limits.start_ms.into()),
         }
     }
 }
@@ -92,6 +99,7 @@ impl Default for Limits {
             cpu: DEFAULT_CPU,
             wall: DEFAULT_WALL,
             output_bytes: DEFAULT_OUTPUT_BYTES,
+            start: DEFAULT_START,
         }
     }
 }
