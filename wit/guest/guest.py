@@ -554,17 +554,27 @@ class TargetVersion(tuple):
     serial = property(lambda self: self[4])
 
 
-def _pretend_target_version(version):
-    """Makes `sys.version_info`, `sys.hexversion` and `sys.version` read as the target's, so
-    that a hook which branches on the version takes the target's branch. Returns what to
-    restore. `sys.implementation` and the guest's own modules stay 3.14's."""
-    parts = [int(part) for part in version.split(".")[:3] if part.isdigit()]
+PRETENDED = ("version_info", "hexversion", "version", "platform")
+
+
+def _pretend_target(interpreter):
+    """Makes `sys.version_info`, `sys.hexversion`, `sys.version` and `sys.platform` read as
+    the target's (sitegate runs on Linux), so that a hook which branches on them takes the
+    target's branch. Returns what to restore. `sys.implementation` and the guest's own
+    modules stay 3.14's; the prefixes are the target's already."""
+    parts = [int(part) for part in interpreter.version.split(".")[:3] if part.isdigit()]
     major, minor, micro = (parts + [0, 0, 0])[:3]
-    saved = sys.version_info, sys.hexversion, sys.version
+    saved = tuple(getattr(sys, name) for name in PRETENDED)
     sys.version_info = TargetVersion((major, minor, micro, "final", 0))
     sys.hexversion = (major << 24) | (minor << 16) | (micro << 8) | 0xF0
     sys.version = f"{major}.{minor}.{micro} (sitegate sandbox, guest {saved[2].split()[0]})"
+    sys.platform = "linux"
     return saved
+
+
+def _restore_pretended(saved):
+    for name, value in zip(PRETENDED, saved):
+        setattr(sys, name, value)
 
 
 def _addpackage(sitedir, name, known_paths, fullname, n, line):
@@ -640,7 +650,7 @@ class Evaluation(exports.Evaluation):
         sys.stdout, sys.stderr = stdout, stderr
         recorder.active = code is not None
         escaped = None
-        saved_version = _pretend_target_version(request.interpreter.version)
+        saved_version = _pretend_target(request.interpreter)
         state_before = _state()
         state_after = state_before
         try:
@@ -654,7 +664,7 @@ class Evaluation(exports.Evaluation):
                 state_after = _state()
             except BaseException:  # noqa: B036  (a hook can break even this)
                 state_after = None
-            sys.version_info, sys.hexversion, sys.version = saved_version
+            _restore_pretended(saved_version)
             sys.stdout, sys.stderr = saved_streams
 
         # Formatting the traceback reads the guest's own files: done after recording stopped.

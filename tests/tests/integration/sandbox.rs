@@ -1388,3 +1388,24 @@ fn an_undecodable_sys_path_entry_is_refused_readably() {
     let message = hooks[0]["message"].as_str().unwrap();
     assert!(message.contains(r"'/opt/x\udcff'"), "{message}");
 }
+
+#[test]
+fn a_hook_sees_the_target_platform_and_prefix() {
+    let Some(python) = python() else { return };
+    let (sandbox, venv) = setup(
+        &python,
+        "platform.pth",
+        "import sys; sys.platform.startswith('linux') and sys.path.append(sys.prefix + '/on-linux')\n",
+        &[],
+    );
+    let (unguarded, guarded) = sys_paths(&sandbox, &venv);
+    let last = |text: String| text.lines().last().unwrap_or_default().to_owned();
+    let unguarded_path = last(unguarded.stdout_text());
+    assert!(unguarded_path.contains("on-linux"), "{unguarded_path}");
+    assert_eq!(
+        last(guarded.stdout_text()),
+        unguarded_path,
+        "{}",
+        guarded.stderr_text()
+    );
+}
