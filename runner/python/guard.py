@@ -207,28 +207,18 @@ def __sitegate_guard(site_globals, site_file):
 
         return run
 
-    def apply_effects(runs, relative, place):
+    def apply_effects(runs):
         # A hook allowed for its effects: sitegate replaced its code with this call. Each run
-        # the sandbox evaluated is `sys.path` before and after it; on the `sys.path` of one of
-        # them the hook's change is known exactly. On any other (a hook that ran natively
-        # before it changed `sys.path`), only a change that holds whatever else `sys.path`
-        # holds is applied: removals, entries put in front and entries appended.
+        # the sandbox evaluated is the `sys.path` it started from and the entries it appended
+        # (appends are all such a hook may do). On the `sys.path` of one of them the hook's
+        # change is known exactly; on any other (a hook that ran natively before it changed
+        # `sys.path`), the first run's entries are appended as they were recorded.
         current = list(sys.path)
-        for before, after in runs:
+        for before, appended in runs:
             if current == before:
-                sys.path[:] = after
-                return
-        if relative is None:
-            warn(
-                "skipped the sys.path changes of `%s`: sys.path here is not the one they were "
-                "recorded on (see `sitegate explain`)" % place
-            )
-            return
-        removed, front, appended = relative
-        for entry in removed:
-            if entry in sys.path:
-                sys.path.remove(entry)
-        sys.path[0:0] = front
+                break
+        else:
+            appended = runs[0][1]
         sys.path.extend(appended)
 
     # The replacement of a hook allowed for its effects calls this through `site.addpackage`,

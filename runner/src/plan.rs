@@ -106,71 +106,41 @@ fn python_list(items: &[String]) -> String {
     format!("[{}]", items.join(", "))
 }
 
-/// A run's change in a form that holds whatever else `sys.path` holds: the removed entries,
-/// the entries put in front and the entries appended, when the entries the hook kept stayed in
-/// their order between them. `None` for any other change (an insertion in the middle, a move).
-fn relative_change(before: &[String], after: &[String]) -> Option<[Vec<String>; 3]> {
-    let mut kept: Vec<&String> = Vec::new();
-    let mut unmatched: Vec<&String> = after.iter().collect();
-    let mut removed = Vec::new();
-    for entry in before {
-        match unmatched.iter().position(|e| *e == entry) {
-            Some(index) => {
-                unmatched.remove(index);
-                kept.push(entry);
-            }
-            None => removed.push(entry.clone()),
-        }
-    }
-    let front = (0..=after.len() - kept.len()).find(|&start| {
-        after[start..start + kept.len()]
-            .iter()
-            .zip(&kept)
-            .all(|(a, k)| a == *k)
-    })?;
-    Some([
-        removed,
-        after[..front].to_vec(),
-        after[front + kept.len()..].to_vec(),
-    ])
+/// The entries a run appended to `sys.path`, the only change a hook allowed for its effects
+/// may make (see `evaluation::path_attempts`); `None` for any other change.
+fn appended<'a>(before: &[String], after: &'a [String]) -> Option<&'a [String]> {
+    after.strip_prefix(before)
 }
 
 /// What replaces a hook allowed for its effects: a line calling the guard's `sitegate_effects`
-/// (an attribute of the guarded `site.addpackage`) with every evaluated run of the hook as
-/// `sys.path` before and after it, the same change in relative form when it has one, and the
-/// hook's place for messages. The guard replays the run whose `before` is the real `sys.path`;
-/// on any other `sys.path` only a relative change is applied (see `guard.py`).
+/// (an attribute of the guarded `site.addpackage`) with every evaluated run of the hook as the
+/// `sys.path` it started from and the entries it appended. The guard appends the entries of
+/// the run whose `sys.path` is the real one, else those of the first run (see `guard.py`).
+/// `None`, and so the line is neutralised, when a run is not an append.
 fn effects_call(hook: &Hook) -> Option<String> {
     if hook.decision.reason != "sandbox-effects" {
         return None;
     }
     let evaluated = hook.evaluation.as_ref()?;
-    let runs: Vec<String> = evaluated
+    let runs = evaluated
         .runs
         .iter()
-        .map(|(before, after)| format!("({}, {})", python_list(before), python_list(after)))
-        .collect();
-    let relative = evaluated
-        .runs
-        .first()
-        .and_then(|(before, after)| relative_change(before, after))
-        .map_or("None".to_owned(), |[removed, front, appended]| {
-            format!(
-                "({}, {}, {})",
-                python_list(&removed),
-                python_list(&front),
-                python_list(&appended)
-            )
-        });
-    let place = match hook.line {
-        Some(line) => format!("{}:{line}", hook.path.display()),
-        None => hook.path.display().to_string(),
-    };
+        .map(|(before, after)| {
+            let entries = appended(before, after)?;
+            Some(format!(
+                "({}, {})",
+                python_list(before),
+                python_list(entries)
+            ))
+        })
+        .collect::<Option<Vec<String>>>()?;
+    if runs.is_empty() {
+        return None;
+    }
     // `site` executes only lines that start with `import`.
     Some(format!(
-        "import sys; sys.modules['site'].addpackage.sitegate_effects([{}], {relative}, {})",
-        runs.join(", "),
-        python_str(&place)
+        "import sys; sys.modules['site'].addpackage.sitegate_effects([{}])",
+        runs.join(", ")
     ))
 }
 
@@ -362,22 +332,19 @@ mod tests {
     }
 
     #[test]
-    fn front_insertions_removals_and_appends_have_a_relative_form() {
+    fn only_appends_have_a_replay() {
         let before = strings(&["a", "b", "c"]);
-        let after = strings(&["x", "a", "c", "y"]);
-        assert_eq!(
-            relative_change(&before, &after),
-            Some([strings(&["b"]), strings(&["x"]), strings(&["y"])])
-        );
-    }
-
-    #[test]
-    fn insertions_in_the_middle_and_moves_have_none() {
-        let before = strings(&["a", "b", "c"]);
-        assert_eq!(
-            relative_change(&before, &strings(&["a", "x", "b", "c"])),
-            None
-        );
-        assert_eq!(relative_change(&before, &strings(&["b", "c", "a"])), None);
+        let after = strings(&["a", "b", "c", "x", "y"]);
+        assert_eq!(appended(&before, &after), Some(&after[3..]));
+        assert_eq!(appended(&before, &before), Some(&before[3..]));
+        // A front insertion, a removal, an insertion in the middle, a move: none is an append.
+        for other in [
+            strings(&["x", "a", "c", "y"]),
+            strings(&["a", "c"]),
+            strings(&["a", "x", "b", "c"]),
+            strings(&["b", "c", "a"]),
+        ] {
+            assert_eq!(appended(&before, &other), None, "{other:?}");
+        }
     }
 }
