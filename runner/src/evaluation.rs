@@ -270,7 +270,7 @@ fn path_attempts(evaluated: &Evaluated) -> Vec<String> {
             attempts.push(format!(
                 "add `{entry}` to `sys.path`, which names no fixed directory"
             ));
-        } else if crate::scan::others_can_write(path) || owned_by_another_user(path) {
+        } else if crate::scan::others_can_write(path) || crate::scan::owned_by_another_user(path) {
             attempts.push(format!(
                 "add `{entry}`, which others can write to or own, to `sys.path`"
             ));
@@ -279,32 +279,10 @@ fn path_attempts(evaluated: &Evaluated) -> Vec<String> {
     attempts
 }
 
-/// Whether the directory at `path`, or the nearest existing ancestor when it does not exist,
-/// belongs to a user other than this one and root: that user decides what it holds.
-fn owned_by_another_user(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: `geteuid` has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    path.ancestors()
-        .find_map(|dir| std::fs::metadata(dir).ok())
-        .is_some_and(|meta| meta.uid() != me && meta.uid() != 0)
-}
-
 /// Whether `path` names something inside `dir`, with `.` and `..` resolved as written (the
 /// guest reports paths it was asked to open, which may climb out with `..`).
 fn inside(path: &Path, dir: &Path) -> bool {
-    use std::path::Component;
-    let mut resolved = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::ParentDir => {
-                resolved.pop();
-            }
-            Component::CurDir => {}
-            other => resolved.push(other),
-        }
-    }
-    path.is_absolute() && resolved.starts_with(dir)
+    path.is_absolute() && crate::scan::python_abspath(path).starts_with(dir)
 }
 
 /// Whether the hook changed `sys.path`, reorderings included.

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::Result;
@@ -751,14 +751,22 @@ impl Scanner<'_> {
 /// directory there: a world-writable directory, or (for a path that does not exist yet) a
 /// world-writable nearest existing ancestor.
 pub fn others_can_write(target: &Path) -> bool {
-    let mut path = Some(target);
-    while let Some(current) = path {
-        if let Ok(meta) = std::fs::metadata(current) {
-            return meta.is_dir() && meta.permissions().mode() & 0o002 != 0;
-        }
-        path = current.parent();
-    }
-    false
+    nearest_existing(target).is_some_and(|meta| meta.is_dir() && meta.mode() & 0o002 != 0)
+}
+
+/// Whether `target`, or its nearest existing ancestor when it does not exist, belongs to a
+/// user other than this one and root: that user decides what it holds.
+pub fn owned_by_another_user(target: &Path) -> bool {
+    // SAFETY: `geteuid` has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    nearest_existing(target).is_some_and(|meta| meta.uid() != me && meta.uid() != 0)
+}
+
+/// The metadata of `target`, or of its nearest existing ancestor.
+fn nearest_existing(target: &Path) -> Option<std::fs::Metadata> {
+    target
+        .ancestors()
+        .find_map(|path| std::fs::metadata(path).ok())
 }
 
 impl Scanner<'_> {
