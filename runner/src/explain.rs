@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use sitegate_policy::{judge, RunMode, Verdict};
 
-use crate::evaluation::{evaluate_walk, findings_of, Evaluated, LazySandbox};
+use crate::evaluation::{changed_path, evaluate_walk, findings_of, Evaluated, LazySandbox};
 use crate::interpreter::Interpreter;
 use crate::report;
 use crate::sandbox::{self, Limits, Outcome};
@@ -292,10 +292,8 @@ fn write_explanation(out: &mut impl Write, hook: &Hook) -> Result<()> {
             .iter()
             .map(|state| format!("changes {state}")),
     );
-    let reordered = effects.path_added.is_empty()
-        && effects.path_removed.is_empty()
-        && !effects.path_after.is_empty()
-        && effects.path_after != evaluated.path_before;
+    let reordered =
+        effects.path_added.is_empty() && effects.path_removed.is_empty() && changed_path(evaluated);
     if reordered {
         changes.push("`sys.path` is reordered".to_owned());
     }
