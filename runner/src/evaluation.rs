@@ -23,7 +23,7 @@ use crate::sandbox::{
     self, EnvironmentVariable, Grants, GuestHookKind, InterpreterFacts, Limits, Outcome, Reply,
     Request, Sandbox,
 };
-use crate::scan::{Hook, Scan};
+use crate::scan::{Hook, PinnedModule, Scan};
 
 /// One hook's evaluation, as reports show it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -63,7 +63,7 @@ fn site_dir_of(hook: &Hook) -> Option<&Path> {
 pub fn request_for(
     hook: &Hook,
     interpreter: &Interpreter,
-    scan: &Scan,
+    modules: &[PinnedModule],
     sys_path: Vec<String>,
     limits: Limits,
 ) -> Option<Request> {
@@ -71,7 +71,7 @@ pub fn request_for(
     let (kind, source) = match hook.kind {
         HookKind::PthCode => (GuestHookKind::PthLine, hook.text.clone()?),
         HookKind::Sitecustomize | HookKind::Usercustomize => {
-            let module = scan.modules.iter().find(|m| m.kind == hook.kind)?;
+            let module = modules.iter().find(|m| m.kind == hook.kind)?;
             let kind = if hook.kind == HookKind::Sitecustomize {
                 GuestHookKind::Sitecustomize
             } else {
@@ -443,26 +443,32 @@ pub fn evaluate_walk(
     sandbox: &mut LazySandbox<'_>,
     selected: &dyn Fn(&Hook) -> bool,
 ) -> Result<()> {
-    let awaits: Vec<bool> = scan
-        .hooks
+    // The hooks change; what the walk reads of the scan does not, so it is borrowed, not
+    // copied (this runs before every guarded start).
+    let Scan {
+        hooks,
+        walk,
+        predicted_path,
+        modules,
+        ..
+    } = scan;
+    let awaits: Vec<bool> = hooks
         .iter()
         .map(|h| h.decision.awaits_evaluation())
         .collect();
-    let snapshot = scan.clone();
+    if !awaits.contains(&true) && !hooks.iter().any(selected) {
+        return Ok(());
+    }
     let text = |path: &PathBuf| path.to_string_lossy().into_owned();
     // Evaluations not in the cache take time; past the start's budget, the hooks left wait
     // (denied) for a later start, which finds the ones done so far in the cache.
     let mut spent = std::time::Duration::ZERO;
     let mut sys_path: Vec<String> = Vec::new();
     let mut built = 0;
-    for step in &snapshot.walk {
-        sys_path.extend(
-            snapshot.predicted_path[built..step.path_length]
-                .iter()
-                .map(text),
-        );
+    for step in walk.iter() {
+        sys_path.extend(predicted_path[built..step.path_length].iter().map(text));
         built = step.path_length;
-        let hook = &mut scan.hooks[step.hook];
+        let hook = &mut hooks[step.hook];
         if !(awaits[step.hook] || selected(hook)) {
             continue;
         }
@@ -483,7 +489,7 @@ pub fn evaluate_walk(
             continue;
         }
         let started = std::time::Instant::now();
-        let Some(request) = request_for(hook, interpreter, &snapshot, sys_path.clone(), limits)
+        let Some(request) = request_for(hook, interpreter, modules, sys_path.clone(), limits)
         else {
             continue;
         };
