@@ -404,6 +404,18 @@ fn succeeded(command: &mut Command, what: &str) {
     );
 }
 
+/// Asserts that a run printed exactly `stdout` and that its stderr holds `stderr_part`; the
+/// failure shows the other stream too.
+#[track_caller]
+pub fn assert_ran(output: &Output, stdout: &str, stderr_part: &str) {
+    assert_eq!(output.stdout_text(), stdout, "{}", output.stderr_text());
+    assert!(
+        output.stderr_text().contains(stderr_part),
+        "{}",
+        output.stderr_text()
+    );
+}
+
 /// Runs a command and returns its output, failing the test if it cannot start.
 pub fn run(command: &mut Command) -> Output {
     command

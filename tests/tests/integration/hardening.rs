@@ -2,7 +2,7 @@
 //! module, interpreters started without a usable plan, `python -m site`, `.python-version`
 //! files that name paths, and untrusted policies that shadow trusted ones.
 
-use sitegate_tests::{pythons, run, OutputText, Python, Sandbox};
+use sitegate_tests::{assert_ran, pythons, run, OutputText, Python, Sandbox};
 
 fn by_minor(minor: u32) -> Option<Python> {
     pythons()
@@ -25,17 +25,7 @@ fn a_well_known_line_does_not_vouch_for_someone_elses_module() {
     );
     let program = ["-c", "print('program')"];
     let guarded = run(sandbox.guarded(None, &venv.python).args(program));
-    assert_eq!(
-        guarded.stdout_text(),
-        "program\n",
-        "{}",
-        guarded.stderr_text()
-    );
-    assert!(
-        guarded.stderr_text().contains("unverified-baseline-hook"),
-        "{}",
-        guarded.stderr_text()
-    );
+    assert_ran(&guarded, "program\n", "unverified-baseline-hook");
 
     // setuptools' own line, but its shim module replaced.
     let shim = venv.site_packages.join("_distutils_hack/__init__.py");
@@ -43,17 +33,7 @@ fn a_well_known_line_does_not_vouch_for_someone_elses_module() {
     source.push_str("\nprint('payload ran')\n");
     std::fs::write(&shim, source).unwrap();
     let guarded = run(sandbox.guarded(None, &venv.python).args(program));
-    assert_eq!(
-        guarded.stdout_text(),
-        "program\n",
-        "{}",
-        guarded.stderr_text()
-    );
-    assert!(
-        guarded.stderr_text().contains("distutils-precedence.pth:1"),
-        "{}",
-        guarded.stderr_text()
-    );
+    assert_ran(&guarded, "program\n", "distutils-precedence.pth:1");
 }
 
 #[test]
@@ -66,18 +46,10 @@ fn interpreters_without_a_usable_plan_refuse_to_start() {
     let removed = "import os, subprocess, sys; os.remove(os.environ['SITEGATE_PLAN']); \
                    print('child', subprocess.run([sys.executable, '-c', 'print(1)']).returncode)";
     let output = run(sandbox.guarded(None, &venv.python).args(["-c", removed]));
-    assert_eq!(
-        output.stdout_text(),
+    assert_ran(
+        &output,
         "child 1\n",
-        "{}",
-        output.stderr_text()
-    );
-    assert!(
-        output
-            .stderr_text()
-            .contains("cannot start without its start-up guard"),
-        "{}",
-        output.stderr_text()
+        "cannot start without its start-up guard",
     );
     // A child of another build of the same version, if there is one.
     if let Some(debian) = pythons().into_iter().find(|p| p.label == "debian-3.11") {
@@ -86,17 +58,7 @@ fn interpreters_without_a_usable_plan_refuse_to_start() {
             debian.path.display().to_string()
         );
         let output = run(sandbox.guarded(None, &venv.python).args(["-c", &other]));
-        assert_eq!(
-            output.stdout_text(),
-            "child 1\n",
-            "{}",
-            output.stderr_text()
-        );
-        assert!(
-            output.stderr_text().contains("another build of Python"),
-            "{}",
-            output.stderr_text()
-        );
+        assert_ran(&output, "child 1\n", "another build of Python");
     }
 }
 
