@@ -93,10 +93,11 @@ fn not_selected(
     if !path.exists() {
         return format!("`{}` does not exist", path.display());
     }
-    let same = |other: &Path| {
-        other == path || std::fs::canonicalize(other).ok() == std::fs::canonicalize(path).ok()
-    };
-    let hooks: Vec<&Hook> = scan.hooks.iter().filter(|h| same(&h.path)).collect();
+    let hooks: Vec<&Hook> = scan
+        .hooks
+        .iter()
+        .filter(|h| same_file(&h.path, path))
+        .collect();
     if hooks.is_empty() {
         return format!(
             "`{}` is not a `.pth` file or customize module that `{python}` reads at start; \
@@ -130,10 +131,19 @@ fn parse_target(target: &str) -> Result<(PathBuf, Option<usize>)> {
     Ok((PathBuf::from(target), None))
 }
 
+/// Whether two paths name the same file, as written or once links are resolved.
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(a), Ok(b)) if a == b
+        )
+}
+
 fn selects(hook: &Hook, path: &Path, line: Option<usize>) -> bool {
-    let same_file = hook.path == path
-        || std::fs::canonicalize(&hook.path).ok() == std::fs::canonicalize(path).ok();
-    same_file && hook.kind.runs_code() && line.is_none_or(|l| hook.line == Some(l))
+    same_file(&hook.path, path)
+        && hook.kind.runs_code()
+        && line.is_none_or(|l| hook.line == Some(l))
 }
 
 /// `sitegate explain PATH[:LINE]`.
